@@ -1,0 +1,346 @@
+"""The local platform: the Platform port on an embedded DuckDB file or on PostgreSQL.
+
+Its ledger lives in the same database, in ``ledger_*`` tables, so later runs and notebooks read
+what really happened: the dataset registry, batches, exports and query jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .engines import Engine
+from .port import (
+    INTERACTIVE_ROW_LIMIT,
+    BatchRecord,
+    DatasetSpec,
+    ExportRecord,
+    PlatformError,
+    SchemaMismatchError,
+    TableHandle,
+    check_name,
+)
+from .sql import transpile
+
+logger = logging.getLogger(__name__)
+
+_LEDGER_DDL = (
+    "CREATE TABLE IF NOT EXISTS ledger_datasets (name TEXT PRIMARY KEY, columns TEXT NOT NULL, "
+    "identity TEXT, profile_enabled BOOLEAN NOT NULL, updated TIMESTAMP NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_batches (id TEXT PRIMARY KEY, dataset TEXT NOT NULL, "
+    "status TEXT NOT NULL, rows BIGINT NOT NULL, files BIGINT NOT NULL, created TIMESTAMP NOT NULL, "
+    "completed TIMESTAMP, error TEXT)",
+    "CREATE TABLE IF NOT EXISTS ledger_exports (id TEXT PRIMARY KEY, table_name TEXT NOT NULL, "
+    "path TEXT NOT NULL, export_time TEXT NOT NULL, rows BIGINT NOT NULL, files BIGINT NOT NULL, "
+    "bytes BIGINT NOT NULL, created TIMESTAMP NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_queries (id TEXT PRIMARY KEY, table_name TEXT NOT NULL, "
+    "status TEXT NOT NULL, rows BIGINT, started TIMESTAMP NOT NULL, completed TIMESTAMP, error TEXT)",
+)
+_BATCH_COLUMNS = "id, dataset, status, rows, files, created, completed, error"
+
+
+def _now() -> datetime:
+    """The current UTC time, naive (the platform stores UTC without a zone)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _error_text(exc: BaseException) -> str:
+    """A one-line description of an error for the ledger."""
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+class LocalPlatform:
+    """The Platform port on a local SQL engine."""
+
+    def __init__(self, engine: Engine, export_rows_per_file: int = 1_000_000,
+                 interactive_row_limit: int = INTERACTIVE_ROW_LIMIT) -> None:
+        self.engine = engine
+        self.export_rows_per_file = export_rows_per_file
+        self.interactive_row_limit = interactive_row_limit
+
+    def __repr__(self) -> str:
+        return f"LocalPlatform({self.engine!r})"
+
+    @property
+    def dialect(self) -> str:
+        """The sqlglot dialect the engine speaks."""
+        return self.engine.dialect
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run an interactive query; more than the interactive row limit is an error, as on AEP."""
+        limit = self.interactive_row_limit
+        with self.engine.connect(read_only=True) as conn:
+            table = self.engine.fetch_arrow(conn, transpile(sql, self.dialect), limit + 1)
+        if table.num_rows > limit:
+            raise PlatformError(
+                f"interactive query returned more than {limit:,} rows; read bulk data through export"
+            )
+        return table.to_pandas()
+
+    def create_table_as(self, name: str, sql: str) -> TableHandle:
+        """Materialise ``sql`` as table ``name`` in one transaction (the old table stays until commit)."""
+        check_name(name)
+        job_id, started = uuid.uuid4().hex, _now()
+        try:
+            with self.engine.connect() as conn:
+                self._ensure_ledger(conn)
+                self._execute(conn, f'DROP TABLE IF EXISTS "{name}"')
+                self._execute(conn, f'CREATE TABLE "{name}" AS {transpile(sql, self.dialect)}')
+                rows = self._count(conn, name)
+                self._execute(conn, f"INSERT INTO ledger_queries VALUES ({self._marks(7)})",
+                              [job_id, name, "success", rows, started, _now(), None])
+        except Exception as exc:
+            self._record_failed_query(job_id, name, started, exc)
+            raise PlatformError(f"creating table {name!r} failed: {exc}") from exc
+        logger.info("Created table %s with %s rows", name, f"{rows:,}")
+        return self.handle(name)
+
+    def _record_failed_query(self, job_id: str, name: str, started: datetime, exc: BaseException) -> None:
+        """Record a failed query job in the ledger."""
+        with self.engine.connect() as conn:
+            self._ensure_ledger(conn)
+            self._execute(conn, f"INSERT INTO ledger_queries VALUES ({self._marks(7)})",
+                          [job_id, name, "failed", None, started, _now(), _error_text(exc)])
+
+    def handle(self, table: str) -> TableHandle:
+        """A handle (name, columns, row count) on an existing table."""
+        check_name(table)
+        with self.engine.connect(read_only=True) as conn:
+            columns = self.engine.table_columns(conn, table)
+            if columns is None:
+                raise PlatformError(f"table {table!r} does not exist on the platform")
+            return TableHandle(table, tuple(name for name, _ in columns), self._count(conn, table))
+
+    def exists(self, table: str) -> bool:
+        """Whether ``table`` exists."""
+        check_name(table)
+        with self.engine.connect(read_only=True) as conn:
+            return self.engine.table_columns(conn, table) is not None
+
+    def read_batches(self, sql: str, batch_rows: int = 131_072) -> Iterator[pa.RecordBatch]:
+        """Stream the rows of a canonical-dialect query as record batches."""
+        with self.engine.connect(read_only=True) as conn:
+            yield from self.engine.stream(conn, transpile(sql, self.dialect), batch_rows)
+
+    # -- ingestion ------------------------------------------------------------------------------
+
+    def ingest(self, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame],
+               replace: bool = False) -> BatchRecord:
+        """Ingest every chunk into ``spec``'s dataset as one batch: all of it, or nothing and a failed batch.
+
+        ``replace`` makes the batch replace the dataset's rows (in the same transaction).
+        """
+        batch_id, created = uuid.uuid4().hex, _now()
+        with self.engine.connect() as conn:
+            self._ensure_ledger(conn)
+            self._execute(conn, f"INSERT INTO ledger_batches ({_BATCH_COLUMNS}) VALUES ({self._marks(8)})",
+                          [batch_id, spec.name, "loading", 0, 0, created, None, None])
+        rows = files = 0
+        try:
+            with self.engine.connect() as conn:
+                self._register(conn, spec)
+                self._prepare_table(conn, spec, replace)
+                for files, chunk in enumerate(chunks, start=1):
+                    table = conform_chunk(chunk, spec, files)
+                    self.engine.append(conn, spec.name, table)
+                    rows += table.num_rows
+                self._execute(conn, "UPDATE ledger_batches SET status = {0}, rows = {0}, files = {0}, "
+                              "completed = {0} WHERE id = {0}".format(self.engine.placeholder),
+                              ["success", rows, files, _now(), batch_id])
+        except BaseException as exc:
+            with self.engine.connect() as conn:
+                self._execute(conn, "UPDATE ledger_batches SET status = {0}, completed = {0}, error = {0} "
+                              "WHERE id = {0}".format(self.engine.placeholder),
+                              ["failed", _now(), _error_text(exc), batch_id])
+            raise
+        logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
+        return BatchRecord(batch_id, spec.name, "success", rows, files, created, _now())
+
+    def batches(self, dataset: str | None = None) -> list[BatchRecord]:
+        """The ledger's batches, newest first, optionally for one dataset."""
+        sql = f"SELECT {_BATCH_COLUMNS} FROM ledger_batches"
+        params: list[Any] = []
+        if dataset is not None:
+            sql += f" WHERE dataset = {self.engine.placeholder}"
+            params.append(dataset)
+        with self.engine.connect() as conn:
+            self._ensure_ledger(conn)
+            rows = self._fetchall(conn, sql + " ORDER BY created DESC", params)
+        return [BatchRecord(*row) for row in rows]
+
+    def datasets(self) -> pd.DataFrame:
+        """The dataset registry: name, columns and types, identity column, profile flag."""
+        with self.engine.connect() as conn:
+            self._ensure_ledger(conn)
+            rows = self._fetchall(conn, "SELECT name, columns, identity, profile_enabled, updated "
+                                        "FROM ledger_datasets ORDER BY name", [])
+        frame = pd.DataFrame(rows, columns=["name", "columns", "identity", "profile_enabled", "updated"])
+        frame["columns"] = frame["columns"].map(json.loads)
+        return frame
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def export(self, table: str, location: str, compression: str = "snappy") -> ExportRecord:
+        """Stream ``table`` into Parquet parts at ``location/<table>/exportTime=YYYYmmddHHMMSS/``.
+
+        Parts are written to a temporary folder first and moved into place when complete, so a
+        reader never sees a partial export. No rows pass through pandas.
+        """
+        check_name(table)
+        fs, root = fsspec.core.url_to_fs(location.rstrip("/"))
+        export_time = self._free_export_time(fs, f"{root}/{table}")
+        export_id = uuid.uuid4().hex
+        staging = f"{root}/{table}/_staging-{export_id}"
+        final = f"{root}/{table}/exportTime={export_time}"
+        fs.makedirs(staging, exist_ok=True)
+        rows = files = writer_rows = 0
+        batch_rows = min(131_072, self.export_rows_per_file)
+        writer = None
+        try:
+            with self.engine.connect(read_only=True) as conn:
+                for batch in self.engine.stream(conn, f'SELECT * FROM "{table}"', batch_rows):
+                    if writer is None or writer_rows >= self.export_rows_per_file:
+                        if writer is not None:
+                            writer.close()
+                        writer = pq.ParquetWriter(f"{staging}/part-{files:05d}.parquet", batch.schema,
+                                                  filesystem=fs, compression=compression)
+                        files, writer_rows = files + 1, 0
+                    writer.write_batch(batch)
+                    writer_rows += batch.num_rows
+                    rows += batch.num_rows
+            if writer is not None:
+                writer.close()
+                writer = None
+            fs.mv(staging, final, recursive=True)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            fs.rm(staging, recursive=True)
+            raise
+        size = sum(fs.size(path) for path in fs.ls(final, detail=False))
+        record = ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, files, size)
+        with self.engine.connect() as conn:
+            self._ensure_ledger(conn)
+            self._execute(conn, f"INSERT INTO ledger_exports VALUES ({self._marks(8)})",
+                          [record.id, table, record.path, export_time, rows, files, size, _now()])
+        logger.info("Exported %s: %s rows in %d files (%s bytes) to %s", table, f"{rows:,}", files,
+                    f"{size:,}", record.path)
+        return record
+
+    @staticmethod
+    def _free_export_time(fs: fsspec.AbstractFileSystem, folder: str) -> str:
+        """This second's export time, waiting for the next second if an export already took it."""
+        while True:
+            export_time = _now().strftime("%Y%m%d%H%M%S")
+            if not fs.exists(f"{folder}/exportTime={export_time}"):
+                return export_time
+            time.sleep(0.2)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _marks(self, n: int) -> str:
+        """``n`` DB-API placeholders joined by commas."""
+        return ", ".join([self.engine.placeholder] * n)
+
+    def _execute(self, conn: Any, sql: str, params: list[Any] | None = None) -> None:
+        """Execute one statement in the open transaction."""
+        self.engine.fetchall(conn, sql, params)
+
+    def _fetchall(self, conn: Any, sql: str, params: list[Any]) -> list[tuple]:
+        """Fetch every row of a small ledger query."""
+        return self.engine.fetchall(conn, sql, params)
+
+    def _count(self, conn: Any, table: str) -> int:
+        """The number of rows in ``table``."""
+        return int(self._fetchall(conn, f'SELECT count(*) FROM "{table}"', [])[0][0])
+
+    def _ensure_ledger(self, conn: Any) -> None:
+        """Create the ledger tables if this database has none yet."""
+        for ddl in _LEDGER_DDL:
+            self._execute(conn, ddl)
+
+    def _register(self, conn: Any, spec: DatasetSpec) -> None:
+        """Record (or update) the dataset in the registry."""
+        columns = json.dumps({c.name: c.type for c in spec.columns})
+        self._execute(conn, f"DELETE FROM ledger_datasets WHERE name = {self.engine.placeholder}", [spec.name])
+        self._execute(conn, f"INSERT INTO ledger_datasets VALUES ({self._marks(5)})",
+                      [spec.name, columns, spec.identity, spec.profile_enabled, _now()])
+
+    def _prepare_table(self, conn: Any, spec: DatasetSpec, replace: bool) -> None:
+        """Create the dataset's table (dropping it first on replace), or check that it matches the spec."""
+        wanted = [(c.name, self.engine.sql_type(c)) for c in spec.columns]
+        existing = self.engine.table_columns(conn, spec.name)
+        if existing is not None and not replace:
+            have = [(name, sql_type.upper()) for name, sql_type in existing]
+            if have != wanted:
+                raise SchemaMismatchError(
+                    f"dataset {spec.name!r} exists with columns {have}, but the batch declares {wanted}; "
+                    "re-create it with a replacing batch"
+                )
+            return
+        self._execute(conn, f'DROP TABLE IF EXISTS "{spec.name}"')
+        ddl = ", ".join(f'"{name}" {sql_type}' for name, sql_type in wanted)
+        self._execute(conn, f'CREATE TABLE "{spec.name}" ({ddl})')
+
+
+def conform_chunk(chunk: pa.Table | pd.DataFrame, spec: DatasetSpec, index: int) -> pa.Table:
+    """Check a chunk against the dataset's schema and return it as an Arrow table in column order.
+
+    Raises :class:`SchemaMismatchError` naming the dataset, chunk, column and number of bad rows
+    for a missing or unexpected column, a type that cannot be stored losslessly, or a null identity.
+    """
+    where = f"dataset {spec.name!r}, chunk {index}"
+    if isinstance(chunk, pd.DataFrame):
+        chunk = pa.Table.from_pandas(chunk, preserve_index=False)
+    if not isinstance(chunk, pa.Table):
+        raise SchemaMismatchError(f"{where}: expected an Arrow table or DataFrame, got {type(chunk).__name__}")
+    missing = [name for name in spec.column_names if name not in chunk.column_names]
+    if missing:
+        raise SchemaMismatchError(f"{where}: missing column {missing[0]!r} ({chunk.num_rows} rows)")
+    extra = [name for name in chunk.column_names if name not in spec.column_names]
+    if extra:
+        raise SchemaMismatchError(f"{where}: unexpected column {extra[0]!r} ({chunk.num_rows} rows)")
+    columns = []
+    for field in spec.arrow_schema:
+        column = chunk.column(field.name)
+        if column.type != field.type:
+            try:
+                column = pc.cast(column, field.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                bad = _count_uncastable(column, field.type)
+                raise SchemaMismatchError(
+                    f"{where}: column {field.name!r} has type {column.type}, not {field.type} "
+                    f"({bad} bad rows)"
+                ) from None
+        columns.append(column)
+    table = pa.Table.from_arrays(columns, schema=spec.arrow_schema)
+    if spec.identity is not None:
+        nulls = table.column(spec.identity).null_count
+        if nulls:
+            raise SchemaMismatchError(f"{where}: identity column {spec.identity!r} is null in {nulls} rows")
+    return table
+
+
+def _count_uncastable(column: pa.ChunkedArray, target: pa.DataType) -> int:
+    """How many non-null values of ``column`` cannot be cast safely to ``target`` (an error path)."""
+    bad_values = 0
+    counts = pc.value_counts(column.drop_null())
+    for item in counts:
+        try:
+            pc.cast(pa.array([item["values"].as_py()], column.type), target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            bad_values += item["counts"].as_py()
+    return bad_values

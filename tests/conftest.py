@@ -1,0 +1,68 @@
+"""Shared fixtures: the platform on both engines, PostgreSQL for real."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+
+from aep_propensity.platform import LocalPlatform, make_platform
+
+PG_DSN = os.environ.get("AEP_PROPENSITY_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def postgres_available() -> bool:
+    """Whether the PostgreSQL server answers."""
+    try:
+        psycopg2.connect(PG_DSN, connect_timeout=3).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+def require_postgres() -> None:
+    """Skip loudly without PostgreSQL; in CI (CI=true) its absence is a failure."""
+    if postgres_available():
+        return
+    message = f"PostgreSQL is not reachable at {PG_DSN}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI must run the PostgreSQL tests)")
+    warnings.warn(message + ": skipping PostgreSQL tests", stacklevel=2)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards."""
+    require_postgres()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with psycopg2.connect(PG_DSN) as conn, conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    conn.close()
+
+
+def platform_config(engine: str, tmp_path, schema: str | None = None) -> tuple[dict, dict | None]:
+    """The catalog's platform block and credentials for ``engine``."""
+    if engine == "duckdb":
+        return {"backend": "duckdb", "database": str(tmp_path / "platform.duckdb"),
+                "memory_limit": "2GB", "threads": 2}, None
+    return {"backend": "postgres", "schema": schema}, {"dsn": PG_DSN}
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine_name(request) -> str:
+    """Each engine in turn."""
+    return request.param
+
+
+@pytest.fixture
+def platform(engine_name, tmp_path, request) -> LocalPlatform:
+    """The local platform on each engine in turn."""
+    schema = request.getfixturevalue("pg_schema") if engine_name == "postgres" else None
+    config, credentials = platform_config(engine_name, tmp_path, schema)
+    return make_platform(config, credentials)
