@@ -10,7 +10,8 @@ Profiles are generated for millions of people, so a Python loop calling ``mmh3``
 Instead MurmurHash3_x64_128 is evaluated in numpy ``uint64`` arithmetic (which wraps modulo 2**64) over
 many emails at once: emails whose index has the same number of digits have the same length, hence the
 same block/tail structure, so each such group is hashed as a ``(rows, bytes)`` matrix, in chunks that keep
-the temporaries cache-sized. Strings are built with pyarrow compute kernels rather than per-row formatting.
+the temporaries cache-sized. Strings are built with pyarrow compute kernels rather than per-row formatting;
+as a ``pa.StringArray`` holds at most 2 GiB of characters, callers should pass at most ~50M indices at once.
 """
 
 import numpy as np
