@@ -49,8 +49,12 @@ def pg_schema() -> Iterator[str]:
 def platform_config(engine: str, tmp_path, schema: str | None = None) -> tuple[dict, dict | None]:
     """The catalog's platform block and credentials for ``engine``."""
     if engine == "duckdb":
-        return {"backend": "duckdb", "database": str(tmp_path / "platform.duckdb"),
-                "memory_limit": "2GB", "threads": 2}, None
+        return {
+            "backend": "duckdb",
+            "database": str(tmp_path / "platform.duckdb"),
+            "memory_limit": "2GB",
+            "threads": 2,
+        }, None
     return {"backend": "postgres", "schema": schema}, {"dsn": PG_DSN}
 
 

@@ -37,6 +37,12 @@ class ChunkSequence(Generic[T]):
             chunk = self._make_chunk(index)
             rows += len(chunk)
             elapsed = time.perf_counter() - started
-            logger.info("%s: chunk %d/%d, %s rows so far (%s rows/s)", self.label, index + 1, self.n_chunks,
-                        f"{rows:,}", f"{rows / max(elapsed, 1e-9):,.0f}")
+            logger.info(
+                "%s: chunk %d/%d, %s rows so far (%s rows/s)",
+                self.label,
+                index + 1,
+                self.n_chunks,
+                f"{rows:,}",
+                f"{rows / max(elapsed, 1e-9):,.0f}",
+            )
             yield chunk

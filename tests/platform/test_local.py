@@ -5,16 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
+import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aep_propensity.platform import Column, DatasetSpec, PlatformError, SchemaMismatchError
+from aep_propensity.platform import Column, DatasetSpec, PlatformError, SchemaMismatchError, make_platform
+from tests.conftest import PG_DSN, platform_config
 
 SPEC = DatasetSpec(
     "people",
-    (Column("ecid", "string"), Column("age", "int64"), Column("score", "float64"),
-     Column("active", "bool"), Column("seen", "timestamp")),
+    (
+        Column("ecid", "string"),
+        Column("age", "int64"),
+        Column("score", "float64"),
+        Column("active", "bool"),
+        Column("seen", "timestamp"),
+    ),
     identity="ecid",
     profile_enabled=True,
 )
@@ -22,14 +29,17 @@ SPEC = DatasetSpec(
 
 def chunk(start: int, n: int) -> pa.Table:
     """n rows with ids start..start+n-1."""
-    return pa.table({
-        "ecid": [f"p{i}" for i in range(start, start + n)],
-        "age": list(range(start, start + n)),
-        "score": [i / 10 for i in range(start, start + n)],
-        "active": [i % 2 == 0 for i in range(start, start + n)],
-        "seen": pa.array([datetime(2026, 1, 1, 0, 0, i % 60, 123456) for i in range(start, start + n)],
-                         pa.timestamp("us")),
-    })
+    return pa.table(
+        {
+            "ecid": [f"p{i}" for i in range(start, start + n)],
+            "age": list(range(start, start + n)),
+            "score": [i / 10 for i in range(start, start + n)],
+            "active": [i % 2 == 0 for i in range(start, start + n)],
+            "seen": pa.array(
+                [datetime(2026, 1, 1, 0, 0, i % 60, 123456) for i in range(start, start + n)], pa.timestamp("us")
+            ),
+        }
+    )
 
 
 def test_ingest_is_one_batch_and_round_trips(platform):
@@ -44,8 +54,13 @@ def test_ingest_is_one_batch_and_round_trips(platform):
     [recorded] = platform.batches("people")
     assert (recorded.id, recorded.status, recorded.rows, recorded.files) == (batch.id, "success", 7, 3)
     registry = platform.datasets()
-    assert registry.loc[0, "columns"] == {"ecid": "string", "age": "int64", "score": "float64",
-                                          "active": "bool", "seen": "timestamp"}
+    assert registry.loc[0, "columns"] == {
+        "ecid": "string",
+        "age": "int64",
+        "score": "float64",
+        "active": "bool",
+        "seen": "timestamp",
+    }
     assert (registry.loc[0, "identity"], bool(registry.loc[0, "profile_enabled"])) == ("ecid", True)
 
 
@@ -66,14 +81,26 @@ def failing_chunks():
 @pytest.mark.parametrize(
     ("chunks", "error", "message"),
     [
-        (lambda: [chunk(100, 5), chunk(105, 2).drop_columns(["age"])], SchemaMismatchError,
-         "missing column 'age' (2 rows)"),
-        (lambda: [chunk(100, 5), chunk(105, 3).set_column(1, "age", pa.array(["1", "x", "y"]))],
-         SchemaMismatchError, "column 'age' has type string, not int64 (2 bad rows)"),
-        (lambda: [chunk(100, 5), chunk(105, 3).set_column(0, "ecid", pa.array(["a", None, None]))],
-         SchemaMismatchError, "identity column 'ecid' is null in 2 rows"),
-        (lambda: [chunk(100, 5).append_column("extra", pa.array([1] * 5))], SchemaMismatchError,
-         "unexpected column 'extra'"),
+        (
+            lambda: [chunk(100, 5), chunk(105, 2).drop_columns(["age"])],
+            SchemaMismatchError,
+            "missing column 'age' (2 rows)",
+        ),
+        (
+            lambda: [chunk(100, 5), chunk(105, 3).set_column(1, "age", pa.array(["1", "x", "y"]))],
+            SchemaMismatchError,
+            "column 'age' has type string, not int64 (2 bad rows)",
+        ),
+        (
+            lambda: [chunk(100, 5), chunk(105, 3).set_column(0, "ecid", pa.array(["a", None, None]))],
+            SchemaMismatchError,
+            "identity column 'ecid' is null in 2 rows",
+        ),
+        (
+            lambda: [chunk(100, 5).append_column("extra", pa.array([1] * 5))],
+            SchemaMismatchError,
+            "unexpected column 'extra'",
+        ),
         (failing_chunks, RuntimeError, "producer crashed"),
     ],
     ids=["missing-column", "wrong-type", "null-identity", "extra-column", "producer-crash"],
@@ -155,11 +182,6 @@ def test_missing_table_is_a_clear_error(platform):
 
 def test_dropped_connection_leaves_nothing_visible(pg_schema, tmp_path):
     """PostgreSQL kills the ingesting connection mid-batch: no rows appear, the batch is failed."""
-    from tests.conftest import PG_DSN, platform_config
-
-    import psycopg2
-
-    from aep_propensity.platform import make_platform
 
     platform = make_platform(*platform_config("postgres", tmp_path, pg_schema))
     platform.ingest(SPEC, [chunk(0, 3)])
@@ -167,8 +189,10 @@ def test_dropped_connection_leaves_nothing_visible(pg_schema, tmp_path):
     def chunks_then_drop():
         yield chunk(100, 5)
         with psycopg2.connect(PG_DSN) as admin, admin.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE query LIKE 'COPY \"people\"%%' AND pid <> pg_backend_pid()")
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'COPY \"people\"%%' AND pid <> pg_backend_pid()"
+            )
             assert cur.fetchone() is not None
         admin.close()
         yield chunk(105, 5)

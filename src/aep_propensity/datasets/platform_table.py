@@ -67,8 +67,12 @@ class PlatformTableDataset(AbstractDataset[Any, TableHandle | pd.DataFrame | pa.
         return make_platform(self._platform_config, self._credentials)
 
     def _describe(self) -> dict[str, Any]:
-        return {"table": self._table, "backend": self._platform_config.get("backend", "duckdb"),
-                "load_as": self._load_as, "replace": self._replace}
+        return {
+            "table": self._table,
+            "backend": self._platform_config.get("backend", "duckdb"),
+            "load_as": self._load_as,
+            "replace": self._replace,
+        }
 
     def load(self) -> TableHandle | pd.DataFrame | pa.Table:
         """The table's handle, or its rows as a DataFrame or Arrow table."""

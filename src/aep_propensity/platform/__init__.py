@@ -18,8 +18,16 @@ from .port import (
 )
 
 __all__ = [
-    "BatchRecord", "Column", "DatasetSpec", "ExportRecord", "LocalPlatform", "Platform", "PlatformError",
-    "SchemaMismatchError", "TableHandle", "make_platform",
+    "BatchRecord",
+    "Column",
+    "DatasetSpec",
+    "ExportRecord",
+    "LocalPlatform",
+    "Platform",
+    "PlatformError",
+    "SchemaMismatchError",
+    "TableHandle",
+    "make_platform",
 ]
 
 
@@ -32,8 +40,9 @@ def make_platform(config: dict[str, Any], credentials: dict[str, Any] | None = N
     """
     options = dict(config)
     backend = options.pop("backend", "duckdb")
-    platform_options = {key: options.pop(key) for key in ("export_rows_per_file", "interactive_row_limit")
-                        if key in options}
+    platform_options = {
+        key: options.pop(key) for key in ("export_rows_per_file", "interactive_row_limit") if key in options
+    }
     if backend == "duckdb":
         engine: DuckDBEngine | PostgresEngine = DuckDBEngine(**options)
     elif backend == "postgres":

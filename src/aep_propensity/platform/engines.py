@@ -23,10 +23,22 @@ import pyarrow.csv as pacsv
 
 from .port import ARROW_TYPES, Column
 
-_DUCKDB_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN",
-                 "timestamp": "TIMESTAMP", "date": "DATE"}
-_POSTGRES_TYPES = {"string": "TEXT", "int64": "BIGINT", "float64": "DOUBLE PRECISION", "bool": "BOOLEAN",
-                   "timestamp": "TIMESTAMP WITHOUT TIME ZONE", "date": "DATE"}  # as information_schema names them
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+}
+_POSTGRES_TYPES = {
+    "string": "TEXT",
+    "int64": "BIGINT",
+    "float64": "DOUBLE PRECISION",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP WITHOUT TIME ZONE",
+    "date": "DATE",
+}  # as information_schema names them
 
 
 class Engine(Protocol):
@@ -176,8 +188,7 @@ class PostgresEngine:
         """PostgreSQL's type for a logical column type."""
         return _POSTGRES_TYPES[column.type]
 
-    def fetchall(self, conn: psycopg2.extensions.connection, sql: str,
-                 params: list[Any] | None = None) -> list[tuple]:
+    def fetchall(self, conn: psycopg2.extensions.connection, sql: str, params: list[Any] | None = None) -> list[tuple]:
         """Execute through a cursor of the connection."""
         with conn.cursor() as cur:
             cur.execute(sql, params)
@@ -212,8 +223,11 @@ class PostgresEngine:
                 source,
                 read_options=pacsv.ReadOptions(block_size=1 << 22),
                 convert_options=pacsv.ConvertOptions(
-                    column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False,
-                    true_values=["t"], false_values=["f"],
+                    column_types=schema,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    true_values=["t"],
+                    false_values=["f"],
                 ),
             )
             for batch in reader:
@@ -247,9 +261,19 @@ class PostgresEngine:
 
 
 _OID_TYPES = {
-    16: "bool", 20: "int64", 21: "int64", 23: "int64", 700: "float64", 701: "float64",
-    1700: "float64", 25: "string", 1043: "string", 1042: "string", 19: "string",
-    1114: "timestamp", 1082: "date",
+    16: "bool",
+    20: "int64",
+    21: "int64",
+    23: "int64",
+    700: "float64",
+    701: "float64",
+    1700: "float64",
+    25: "string",
+    1043: "string",
+    1042: "string",
+    19: "string",
+    1114: "timestamp",
+    1082: "date",
 }
 
 

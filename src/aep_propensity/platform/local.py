@@ -63,8 +63,9 @@ def _error_text(exc: BaseException) -> str:
 class LocalPlatform:
     """The Platform port on a local SQL engine."""
 
-    def __init__(self, engine: Engine, export_rows_per_file: int = 1_000_000,
-                 interactive_row_limit: int = INTERACTIVE_ROW_LIMIT) -> None:
+    def __init__(
+        self, engine: Engine, export_rows_per_file: int = 1_000_000, interactive_row_limit: int = INTERACTIVE_ROW_LIMIT
+    ) -> None:
         self.engine = engine
         self.export_rows_per_file = export_rows_per_file
         self.interactive_row_limit = interactive_row_limit
@@ -85,9 +86,7 @@ class LocalPlatform:
         with self.engine.connect(read_only=True) as conn:
             table = self.engine.fetch_arrow(conn, transpile(sql, self.dialect), limit + 1)
         if table.num_rows > limit:
-            raise PlatformError(
-                f"interactive query returned more than {limit:,} rows; read bulk data through export"
-            )
+            raise PlatformError(f"interactive query returned more than {limit:,} rows; read bulk data through export")
         return table.to_pandas()
 
     def create_table_as(self, name: str, sql: str) -> TableHandle:
@@ -100,8 +99,11 @@ class LocalPlatform:
                 self._execute(conn, f'DROP TABLE IF EXISTS "{name}"')
                 self._execute(conn, f'CREATE TABLE "{name}" AS {transpile(sql, self.dialect)}')
                 rows = self._count(conn, name)
-                self._execute(conn, f"INSERT INTO ledger_queries VALUES ({self._marks(7)})",
-                              [job_id, name, "success", rows, started, _now(), None])
+                self._execute(
+                    conn,
+                    f"INSERT INTO ledger_queries VALUES ({self._marks(7)})",
+                    [job_id, name, "success", rows, started, _now(), None],
+                )
         except Exception as exc:
             self._record_failed_query(job_id, name, started, exc)
             raise PlatformError(f"creating table {name!r} failed: {exc}") from exc
@@ -112,8 +114,11 @@ class LocalPlatform:
         """Record a failed query job in the ledger."""
         with self.engine.connect() as conn:
             self._ensure_ledger(conn)
-            self._execute(conn, f"INSERT INTO ledger_queries VALUES ({self._marks(7)})",
-                          [job_id, name, "failed", None, started, _now(), _error_text(exc)])
+            self._execute(
+                conn,
+                f"INSERT INTO ledger_queries VALUES ({self._marks(7)})",
+                [job_id, name, "failed", None, started, _now(), _error_text(exc)],
+            )
 
     def handle(self, table: str) -> TableHandle:
         """A handle (name, columns, row count) on an existing table."""
@@ -137,8 +142,9 @@ class LocalPlatform:
 
     # -- ingestion ------------------------------------------------------------------------------
 
-    def ingest(self, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame],
-               replace: bool = False) -> BatchRecord:
+    def ingest(
+        self, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame], replace: bool = False
+    ) -> BatchRecord:
         """Ingest every chunk into ``spec``'s dataset as one batch: all of it, or nothing and a failed batch.
 
         ``replace`` makes the batch replace the dataset's rows (in the same transaction).
@@ -146,8 +152,11 @@ class LocalPlatform:
         batch_id, created = uuid.uuid4().hex, _now()
         with self.engine.connect() as conn:
             self._ensure_ledger(conn)
-            self._execute(conn, f"INSERT INTO ledger_batches ({_BATCH_COLUMNS}) VALUES ({self._marks(8)})",
-                          [batch_id, spec.name, "loading", 0, 0, created, None, None])
+            self._execute(
+                conn,
+                f"INSERT INTO ledger_batches ({_BATCH_COLUMNS}) VALUES ({self._marks(8)})",
+                [batch_id, spec.name, "loading", 0, 0, created, None, None],
+            )
         rows = files = 0
         try:
             with self.engine.connect() as conn:
@@ -157,17 +166,22 @@ class LocalPlatform:
                     table = conform_chunk(chunk, spec, files)
                     self.engine.append(conn, spec.name, table)
                     rows += table.num_rows
-                self._execute(conn, "UPDATE ledger_batches SET status = {0}, rows = {0}, files = {0}, "
-                              "completed = {0} WHERE id = {0}".format(self.engine.placeholder),
-                              ["success", rows, files, _now(), batch_id])
+                self._update_batch(conn, batch_id, status="success", rows=rows, files=files, completed=_now())
         except BaseException as exc:
             with self.engine.connect() as conn:
-                self._execute(conn, "UPDATE ledger_batches SET status = {0}, completed = {0}, error = {0} "
-                              "WHERE id = {0}".format(self.engine.placeholder),
-                              ["failed", _now(), _error_text(exc), batch_id])
+                self._update_batch(conn, batch_id, status="failed", completed=_now(), error=_error_text(exc))
             raise
         logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
         return BatchRecord(batch_id, spec.name, "success", rows, files, created, _now())
+
+    def _update_batch(self, conn: Any, batch_id: str, **fields: Any) -> None:
+        """Set ledger fields (names from this module, values bound) of one batch."""
+        assignments = ", ".join(f"{name} = {self.engine.placeholder}" for name in fields)
+        self._execute(
+            conn,
+            f"UPDATE ledger_batches SET {assignments} WHERE id = {self.engine.placeholder}",
+            [*fields.values(), batch_id],
+        )
 
     def batches(self, dataset: str | None = None) -> list[BatchRecord]:
         """The ledger's batches, newest first, optionally for one dataset."""
@@ -185,8 +199,9 @@ class LocalPlatform:
         """The dataset registry: name, columns and types, identity column, profile flag."""
         with self.engine.connect() as conn:
             self._ensure_ledger(conn)
-            rows = self._fetchall(conn, "SELECT name, columns, identity, profile_enabled, updated "
-                                        "FROM ledger_datasets ORDER BY name", [])
+            rows = self._fetchall(
+                conn, "SELECT name, columns, identity, profile_enabled, updated FROM ledger_datasets ORDER BY name", []
+            )
         frame = pd.DataFrame(rows, columns=["name", "columns", "identity", "profile_enabled", "updated"])
         frame["columns"] = frame["columns"].map(json.loads)
         return frame
@@ -215,8 +230,9 @@ class LocalPlatform:
                     if writer is None or writer_rows >= self.export_rows_per_file:
                         if writer is not None:
                             writer.close()
-                        writer = pq.ParquetWriter(f"{staging}/part-{files:05d}.parquet", batch.schema,
-                                                  filesystem=fs, compression=compression)
+                        writer = pq.ParquetWriter(
+                            f"{staging}/part-{files:05d}.parquet", batch.schema, filesystem=fs, compression=compression
+                        )
                         files, writer_rows = files + 1, 0
                     writer.write_batch(batch)
                     writer_rows += batch.num_rows
@@ -234,10 +250,14 @@ class LocalPlatform:
         record = ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, files, size)
         with self.engine.connect() as conn:
             self._ensure_ledger(conn)
-            self._execute(conn, f"INSERT INTO ledger_exports VALUES ({self._marks(8)})",
-                          [record.id, table, record.path, export_time, rows, files, size, _now()])
-        logger.info("Exported %s: %s rows in %d files (%s bytes) to %s", table, f"{rows:,}", files,
-                    f"{size:,}", record.path)
+            self._execute(
+                conn,
+                f"INSERT INTO ledger_exports VALUES ({self._marks(8)})",
+                [record.id, table, record.path, export_time, rows, files, size, _now()],
+            )
+        logger.info(
+            "Exported %s: %s rows in %d files (%s bytes) to %s", table, f"{rows:,}", files, f"{size:,}", record.path
+        )
         return record
 
     @staticmethod
@@ -276,8 +296,11 @@ class LocalPlatform:
         """Record (or update) the dataset in the registry."""
         columns = json.dumps({c.name: c.type for c in spec.columns})
         self._execute(conn, f"DELETE FROM ledger_datasets WHERE name = {self.engine.placeholder}", [spec.name])
-        self._execute(conn, f"INSERT INTO ledger_datasets VALUES ({self._marks(5)})",
-                      [spec.name, columns, spec.identity, spec.profile_enabled, _now()])
+        self._execute(
+            conn,
+            f"INSERT INTO ledger_datasets VALUES ({self._marks(5)})",
+            [spec.name, columns, spec.identity, spec.profile_enabled, _now()],
+        )
 
     def _prepare_table(self, conn: Any, spec: DatasetSpec, replace: bool) -> None:
         """Create the dataset's table (dropping it first on replace), or check that it matches the spec."""
@@ -322,8 +345,7 @@ def conform_chunk(chunk: pa.Table | pd.DataFrame, spec: DatasetSpec, index: int)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 bad = _count_uncastable(column, field.type)
                 raise SchemaMismatchError(
-                    f"{where}: column {field.name!r} has type {column.type}, not {field.type} "
-                    f"({bad} bad rows)"
+                    f"{where}: column {field.name!r} has type {column.type}, not {field.type} ({bad} bad rows)"
                 ) from None
         columns.append(column)
     table = pa.Table.from_arrays(columns, schema=spec.arrow_schema)

@@ -150,7 +150,9 @@ class Platform(Protocol):
         """Write ``table`` as Parquet parts under ``location/<table>/exportTime=.../``."""
         ...
 
-    def ingest(self, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame], replace: bool = False) -> BatchRecord:
+    def ingest(
+        self, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame], replace: bool = False
+    ) -> BatchRecord:
         """Ingest all ``chunks`` into dataset ``spec`` as one batch, all or nothing."""
         ...
 

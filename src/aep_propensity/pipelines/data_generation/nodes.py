@@ -34,8 +34,12 @@ GENDERS = ("female", "male", "not_specified")
 _MEASURES = {
     "web_webpagedetails_pageviews": {"web.webpagedetails.pageViews"},
     "web_webinteraction_linkclicks": {
-        "advertising.clicks", "commerce.purchases", "web.webinteraction.linkClicks", "web.formFilledOut",
-        "decisioning.propositionInteract", "decisioning.propositionDismiss",
+        "advertising.clicks",
+        "commerce.purchases",
+        "web.webinteraction.linkClicks",
+        "web.formFilledOut",
+        "decisioning.propositionInteract",
+        "decisioning.propositionDismiss",
     },
     "directmarketing_sends": {"directMarketing.emailSent"},
     "directmarketing_opens": {"directMarketing.emailOpened", "directMarketing.emailClicked"},
@@ -77,7 +81,9 @@ def events_table(events: Events, person_index: np.ndarray, params: DataGeneratio
     starts = np.r_[0, np.cumsum(np.bincount(events.person, minlength=len(person_index)))]
     rank = np.arange(len(events)) - starts[events.person]
     event_id = pc.binary_join_element_wise(
-        pa.scalar(f"{params.seed:x}"), pc.cast(pa.array(person), pa.string()), pc.cast(pa.array(rank), pa.string()),
+        pa.scalar(f"{params.seed:x}"),
+        pc.cast(pa.array(person), pa.string()),
+        pc.cast(pa.array(rank), pa.string()),
         "-",
     )
     start_us = np.datetime64(params.start, "us").astype(np.int64)
@@ -103,8 +109,9 @@ def simulate_profiles(person_latents: pd.DataFrame, params: DataGenerationParams
 
     def make(index: int) -> pa.Table:
         latents = _chunk_of(person_latents, params, index)
-        return profiles_table(latents["person_index"].to_numpy(), latents["engagement"].to_numpy(), params,
-                              _rng(params, _PROFILES, index))
+        return profiles_table(
+            latents["person_index"].to_numpy(), latents["engagement"].to_numpy(), params, _rng(params, _PROFILES, index)
+        )
 
     return ChunkSequence(make, params.chunks, "profiles")
 
@@ -115,8 +122,9 @@ def _engagement_score(engagement: np.ndarray, shape: float) -> np.ndarray:
     return (np.log(engagement) - mean) / np.sqrt(polygamma(1, shape))
 
 
-def profiles_table(person_index: np.ndarray, engagement: np.ndarray, params: DataGenerationParams,
-                   rng: np.random.Generator) -> pa.Table:
+def profiles_table(
+    person_index: np.ndarray, engagement: np.ndarray, params: DataGenerationParams, rng: np.random.Generator
+) -> pa.Table:
     """The flat profile rows of one chunk of people."""
     n = len(person_index)
     gender = rng.choice(len(GENDERS), size=n, p=(0.48, 0.48, 0.04))
@@ -135,16 +143,18 @@ def profiles_table(person_index: np.ndarray, engagement: np.ndarray, params: Dat
         tenure_days = rng.exponential(4 * 365.25 * np.exp(0.3 * affinity))
         join_ordinal = window_start.toordinal() - np.minimum(tenure_days, 25 * 365.25).astype(np.int64) - 1
     epoch = date(1970, 1, 1).toordinal()
-    return pa.table({
-        "ecid": ecids(person_index),
-        "email": email_addresses(person_index),
-        "gender": pa.array(GENDERS).take(pa.array(gender)),
-        "birth_year": pa.array(birth_year.astype(np.int64)),
-        "state": pa.array(US_STATES).take(pa.array(state)),
-        "loyalty_tier": pa.array(LOYALTY_TIERS).take(pa.array(tier)),
-        "loyalty_points": pa.array(points.astype(np.int64)),
-        "loyalty_join_date": pa.array((join_ordinal - epoch).astype(np.int32), pa.date32()),
-    })
+    return pa.table(
+        {
+            "ecid": ecids(person_index),
+            "email": email_addresses(person_index),
+            "gender": pa.array(GENDERS).take(pa.array(gender)),
+            "birth_year": pa.array(birth_year.astype(np.int64)),
+            "state": pa.array(US_STATES).take(pa.array(state)),
+            "loyalty_tier": pa.array(LOYALTY_TIERS).take(pa.array(tier)),
+            "loyalty_points": pa.array(points.astype(np.int64)),
+            "loyalty_join_date": pa.array((join_ordinal - epoch).astype(np.int32), pa.date32()),
+        }
+    )
 
 
 def record_simulation_truth(person_latents: pd.DataFrame, params: DataGenerationParams) -> pd.DataFrame:
@@ -152,10 +162,11 @@ def record_simulation_truth(person_latents: pd.DataFrame, params: DataGeneration
 
     Never a model input: it lives in its own dataset, read only by the evaluation pipeline.
     """
-    truth = pd.DataFrame({
-        "ecid": pd.Series(ecids(person_latents["person_index"].to_numpy()), dtype="string"),
-        "person_index": person_latents["person_index"].to_numpy(),
-        "engagement": person_latents["engagement"].to_numpy(),
-    })
+    truth = pd.DataFrame(
+        {
+            "ecid": pd.Series(ecids(person_latents["person_index"].to_numpy()), dtype="string"),
+            "person_index": person_latents["person_index"].to_numpy(),
+            "engagement": person_latents["engagement"].to_numpy(),
+        }
+    )
     return truth
-

@@ -8,10 +8,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EVENT_TYPES = (
-    "advertising.impressions", "advertising.clicks", "web.webpagedetails.pageViews",
-    "web.webinteraction.linkClicks", "commerce.productViews", "commerce.purchases",
-    "decisioning.propositionDisplay", "decisioning.propositionInteract", "decisioning.propositionDismiss",
-    "directMarketing.emailSent", "directMarketing.emailOpened", "directMarketing.emailClicked",
+    "advertising.impressions",
+    "advertising.clicks",
+    "web.webpagedetails.pageViews",
+    "web.webinteraction.linkClicks",
+    "commerce.productViews",
+    "commerce.purchases",
+    "decisioning.propositionDisplay",
+    "decisioning.propositionInteract",
+    "decisioning.propositionDismiss",
+    "directMarketing.emailSent",
+    "directMarketing.emailOpened",
+    "directMarketing.emailClicked",
     "web.formFilledOut",
 )
 CONVERSION_EVENT = "web.formFilledOut"

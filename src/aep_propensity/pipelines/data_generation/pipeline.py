@@ -10,12 +10,19 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(draw_person_latents, "params:data_generation", "person_latents", name="draw_person_latents"),
-            Node(simulate_profiles, ["person_latents", "params:data_generation"], "profiles",
-                 name="simulate_profiles"),
-            Node(simulate_events, ["person_latents", "params:data_generation"], "experience_events",
-                 name="simulate_events"),
-            Node(record_simulation_truth, ["person_latents", "params:data_generation"], "simulation_truth",
-                 name="record_simulation_truth"),
+            Node(simulate_profiles, ["person_latents", "params:data_generation"], "profiles", name="simulate_profiles"),
+            Node(
+                simulate_events,
+                ["person_latents", "params:data_generation"],
+                "experience_events",
+                name="simulate_events",
+            ),
+            Node(
+                record_simulation_truth,
+                ["person_latents", "params:data_generation"],
+                "simulation_truth",
+                name="record_simulation_truth",
+            ),
         ],
         tags=["data_generation"],
     )
