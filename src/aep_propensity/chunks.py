@@ -2,7 +2,9 @@
 
 Kedro calls a dataset's ``save`` once per yield of a generator node, which would split one batch
 into many; a node returns a :class:`ChunkSequence` instead and the dataset ingests all of its
-chunks as one batch. Iterating runs the work, chunk by chunk, and logs progress.
+chunks as one batch. Iterating runs the work, chunk by chunk, and logs progress; the next chunk
+is made in a background thread while the consumer handles the current one (numpy, Arrow and the
+engines release the GIL), so at most two chunks are in memory.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -33,16 +36,19 @@ class ChunkSequence(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         started, rows = time.perf_counter(), 0
-        for index in range(self.n_chunks):
-            chunk = self._make_chunk(index)
-            rows += len(chunk)
-            elapsed = time.perf_counter() - started
-            logger.info(
-                "%s: chunk %d/%d, %s rows so far (%s rows/s)",
-                self.label,
-                index + 1,
-                self.n_chunks,
-                f"{rows:,}",
-                f"{rows / max(elapsed, 1e-9):,.0f}",
-            )
-            yield chunk
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunks") as pool:
+            pending = pool.submit(self._make_chunk, 0) if self.n_chunks else None
+            for index in range(self.n_chunks):
+                chunk = pending.result()
+                pending = pool.submit(self._make_chunk, index + 1) if index + 1 < self.n_chunks else None
+                rows += len(chunk)
+                rate = rows / max(time.perf_counter() - started, 1e-9)
+                logger.info(
+                    "%s: chunk %d/%d, %s rows so far (%s rows/s)",
+                    self.label,
+                    index + 1,
+                    self.n_chunks,
+                    f"{rows:,}",
+                    f"{rate:,.0f}",
+                )
+                yield chunk

@@ -336,10 +336,11 @@ def conform_chunk(chunk: pa.Table | pd.DataFrame, spec: DatasetSpec, index: int)
     extra = [name for name in chunk.column_names if name not in spec.column_names]
     if extra:
         raise SchemaMismatchError(f"{where}: unexpected column {extra[0]!r} ({chunk.num_rows} rows)")
-    columns = []
+    columns, fields = [], []
     for field in spec.arrow_schema:
         column = chunk.column(field.name)
-        if column.type != field.type:
+        stored_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if stored_type != field.type:
             try:
                 column = pc.cast(column, field.type, safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -348,7 +349,8 @@ def conform_chunk(chunk: pa.Table | pd.DataFrame, spec: DatasetSpec, index: int)
                     f"{where}: column {field.name!r} has type {column.type}, not {field.type} ({bad} bad rows)"
                 ) from None
         columns.append(column)
-    table = pa.Table.from_arrays(columns, schema=spec.arrow_schema)
+        fields.append(field.with_type(column.type))  # dictionary-encoded columns stay encoded
+    table = pa.Table.from_arrays(columns, schema=pa.schema(fields))
     if spec.identity is not None:
         nulls = table.column(spec.identity).null_count
         if nulls:

@@ -11,12 +11,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from scipy.special import digamma, ndtri, polygamma
 
 from aep_propensity.chunks import ChunkSequence
 
-from .ecid import ecids, email_addresses
+from .ids import ecids, email_addresses, event_ids
 from .params import DataGenerationParams
 from .simulator import TYPE_NAMES, Events, draw_engagement, simulate_chunk
 
@@ -77,21 +76,14 @@ def simulate_events(person_latents: pd.DataFrame, params: DataGenerationParams) 
 
 def events_table(events: Events, person_index: np.ndarray, params: DataGenerationParams) -> pa.Table:
     """The flat experience-event rows of one simulated chunk."""
-    person = person_index[events.person]
     starts = np.r_[0, np.cumsum(np.bincount(events.person, minlength=len(person_index)))]
     rank = np.arange(len(events)) - starts[events.person]
-    event_id = pc.binary_join_element_wise(
-        pa.scalar(f"{params.seed:x}"),
-        pc.cast(pa.array(person), pa.string()),
-        pc.cast(pa.array(rank), pa.string()),
-        "-",
-    )
     start_us = np.datetime64(params.start, "us").astype(np.int64)
-    type_names = pa.array(TYPE_NAMES).take(pa.array(events.code.astype(np.int32)))
     columns = {
-        "_id": event_id,
-        "ecid": ecids(person_index).take(pa.array(events.person)),
-        "eventType": type_names,
+        "_id": event_ids(params.seed, person_index[events.person], rank),
+        # Dictionary-encoded: each person's ECID and each type name are stored once per chunk.
+        "ecid": pa.DictionaryArray.from_arrays(pa.array(events.person.astype(np.int32)), ecids(person_index)),
+        "eventType": pa.DictionaryArray.from_arrays(pa.array(events.code.astype(np.int32)), pa.array(TYPE_NAMES)),
         "timestamp": pa.array(events.time + start_us, pa.timestamp("us")),
     }
     for column, types in _MEASURES.items():

@@ -65,9 +65,28 @@ def simulate_chunk(engagement: np.ndarray, params: DataGenerationParams, rng: np
     person = np.concatenate([p for p, _ in by_type.values()])
     time = np.concatenate([t for _, t in by_type.values()])
     code = np.concatenate([np.full(len(p), TYPE_CODE[name], np.int8) for name, (p, _) in by_type.items()])
-    order = np.lexsort((code, time, person))
+    order = _event_order(person, time, code)
     events = Events(person[order], time[order], code[order])
     return _with_conversions(events, len(engagement), params, rng)
+
+
+def _sort_key(person: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """One int64 per event ordering by (person, time): the person in the high bits."""
+    if len(time) and time.min() < 0:
+        raise ValueError("event times must not precede the window start")
+    time_bits = int(time.max(initial=0)).bit_length()
+    if int(person.max(initial=0)).bit_length() + time_bits > 63:
+        raise ValueError("too many people per chunk for the event sort key; lower people_per_chunk")
+    return (person << time_bits) | time
+
+
+def _event_order(person: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """The order sorting events by (person, time, code), like the original's sort by (timestamp, type).
+
+    A radix sort by code, then a stable sort by one (person, time) key: twice as fast as lexsort.
+    """
+    by_code = np.argsort(code, kind="stable")
+    return by_code[np.argsort(_sort_key(person, time)[by_code], kind="stable")]
 
 
 def _base_and_child_events(
@@ -142,8 +161,9 @@ def _with_conversions(events: Events, n: int, params: DataGenerationParams, rng:
     success = np.flatnonzero(draws[events.code] & (rng.random(len(events)) < p))
     converting_person, first = np.unique(events.person[success], return_index=True)
     conversion_time = events.time[success[first]] + round(params.propensity.conversion_delay_seconds * US_PER_SECOND)
-    person = np.r_[events.person, converting_person]
-    time = np.r_[events.time, conversion_time]
-    code = np.r_[events.code, np.full(len(converting_person), TYPE_CODE[CONVERSION_EVENT], np.int8)]
-    order = np.lexsort((code, time, person))
-    return Events(person[order], time[order], code[order])
+    at = np.searchsorted(_sort_key(events.person, events.time), _sort_key(converting_person, conversion_time), "right")
+    return Events(
+        np.insert(events.person, at, converting_person),
+        np.insert(events.time, at, conversion_time),
+        np.insert(events.code, at, TYPE_CODE[CONVERSION_EVENT]),
+    )

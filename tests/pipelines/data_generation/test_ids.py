@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from aep_propensity.pipelines.data_generation.ecid import _ecid_part, ecids, email_addresses
+from aep_propensity.pipelines.data_generation.ids import _ecid_part, ecids, email_addresses, event_ids
 
 EDGE_INDICES = [0, 1, 9, 10, 99, 100, 12345, 99999, 100000, 999999999]
 PAD_DIGITS = "0123456789012345678"
@@ -86,3 +86,13 @@ def test_ecids_run_for_one_million_indices() -> None:
     result = ecids(np.arange(1_000_000, dtype=np.int64))
     assert len(result) == 1_000_000
     assert result[999_999].as_py() == reference_ecid(999_999)
+
+
+def test_event_ids_are_unique_seeded_hex():
+    person = np.repeat(np.arange(50_000), 7)
+    rank = np.tile(np.arange(7), 50_000)
+    ids = event_ids(3, person, rank).to_pylist()
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids[:1000])
+    assert event_ids(3, person[:10], rank[:10]).to_pylist() == ids[:10]
+    assert not set(event_ids(4, person[:1000], rank[:1000]).to_pylist()) & set(ids)

@@ -1,4 +1,4 @@
-"""Synthetic email addresses and ECIDs (Experience Cloud IDs) for person indices.
+"""Identifiers of the synthetic data: emails and ECIDs (Experience Cloud IDs) of people, event ids.
 
 Definition (as in Adobe's original notebook): the email of person ``i`` is
 ``f"synthetic-user-{i}@adobe.com"``; ``(a, b) = mmh3.hash64(email)`` are the two signed 64-bit halves of
@@ -12,6 +12,9 @@ many emails at once: emails whose index has the same number of digits have the s
 same block/tail structure, so each such group is hashed as a ``(rows, bytes)`` matrix, in chunks that keep
 the temporaries cache-sized. Strings are built with pyarrow compute kernels rather than per-row formatting;
 as a ``pa.StringArray`` holds at most 2 GiB of characters, callers should pass at most ~50M indices at once.
+
+Event ids (XDM ``_id``) are 128-bit hex strings derived from (seed, person, rank of the event within
+the person) by the splitmix64 mixer: unique, seeded, and fast to make in numpy.
 """
 
 import numpy as np
@@ -197,3 +200,37 @@ def ecids(person_index: np.ndarray) -> pa.StringArray:
         return pa.array([], type=pa.string())
     h1, h2 = _email_hashes(index)
     return pc.binary_join_element_wise(*_ecid_part(h1), *_ecid_part(h2), "")
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 output function of each value (a bijection on uint64)."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _fixed_width_strings(chars: np.ndarray) -> pa.StringArray:
+    """A string array from an ``(n, width)`` uint8 matrix of ASCII characters, one row per string."""
+    n, width = chars.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars)))
+
+
+def event_ids(seed: int, person_index: np.ndarray, rank: np.ndarray) -> pa.Array:
+    """The ``_id`` (32 hex digits, 128 bits) of each event (person index, rank within the person), seeded.
+
+    Distinct (person, rank) pairs with rank < 2**24 give distinct ids within a seed: the 128 bits
+    are two splitmix64 images of the injective key ``person << 24 | rank``.
+    """
+    key = (person_index.astype(np.uint64) << np.uint64(24)) | rank.astype(np.uint64)
+    salt = _splitmix64(np.array([seed], dtype=np.uint64))[0]
+    words = np.stack([_splitmix64(key ^ salt), _splitmix64(key ^ ~salt)], axis=1)
+    octets = words.astype(">u8").view(np.uint8).reshape(len(key), 16)
+    nibbles = np.empty((len(key), 32), dtype=np.uint8)
+    nibbles[:, 0::2], nibbles[:, 1::2] = octets >> 4, octets & 15
+    chars = nibbles + np.uint8(ord("0")) + (nibbles > 9) * np.uint8(ord("a") - ord("9") - 1)
+    return _fixed_width_strings(chars).cast(pa.string())
