@@ -1,5 +1,6 @@
-"""Kedro datasets over the platform: tables, exports and (later) audiences."""
+"""Kedro datasets over the platform: tables and their exports."""
 
+from .platform_export import PlatformExportDataset
 from .platform_table import PlatformTableDataset
 
-__all__ = ["PlatformTableDataset"]
+__all__ = ["PlatformExportDataset", "PlatformTableDataset"]

@@ -8,11 +8,38 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import lru_cache
+from typing import Any
 
+import jinja2
 import sqlglot
 from sqlglot import exp
 
 from .port import CANONICAL_DIALECT, check_name
+
+
+class Sql(str):
+    """A fragment of SQL made safe here (a quoted identifier, a typed literal or a list of them)."""
+
+
+def _only_safe(value: Any) -> str:
+    """Jinja's finaliser: only :class:`Sql` fragments and integers may be written into a template."""
+    if isinstance(value, Sql) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    raise TypeError(f"template value {value!r} is not an SQL-safe fragment; build it with identifier() or literal()")
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("aep_propensity", "sql"),
+    undefined=jinja2.StrictUndefined,
+    finalize=_only_safe,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+def render_template(name: str, **values: Any) -> str:
+    """Render ``src/aep_propensity/sql/<name>`` (canonical dialect) with SQL-safe ``values``."""
+    return _TEMPLATES.get_template(name).render(**values)
 
 
 @lru_cache(maxsize=256)
@@ -26,12 +53,17 @@ def transpile(sql: str, dialect: str) -> str:
     return statements[0]
 
 
-def identifier(name: str) -> str:
+def identifier(name: str) -> Sql:
     """A quoted identifier for a checked table or column name."""
-    return exp.to_identifier(check_name(name, "identifier"), quoted=True).sql(CANONICAL_DIALECT)
+    return Sql(exp.to_identifier(check_name(name, "identifier"), quoted=True).sql(CANONICAL_DIALECT))
 
 
-def literal(value: str | int | float | bool | datetime | date) -> str:
+def literal_list(values: list[str | int | float]) -> Sql:
+    """Comma-separated literals, for ``IN (...)``."""
+    return Sql(", ".join(literal(value) for value in values))
+
+
+def literal(value: str | int | float | bool | datetime | date) -> Sql:
     """A typed SQL literal (strings escaped by sqlglot; datetimes as TIMESTAMP, dates as DATE)."""
     if isinstance(value, bool):
         node: exp.Expression = exp.Boolean(this=value)
@@ -45,4 +77,4 @@ def literal(value: str | int | float | bool | datetime | date) -> str:
         node = exp.Literal.string(value)
     else:
         raise TypeError(f"no SQL literal for {type(value).__name__}")
-    return node.sql(CANONICAL_DIALECT)
+    return Sql(node.sql(CANONICAL_DIALECT))

@@ -10,11 +10,16 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(draw_person_latents, "params:data_generation", "person_latents", name="draw_person_latents"),
-            Node(simulate_profiles, ["person_latents", "params:data_generation"], "profiles", name="simulate_profiles"),
+            Node(
+                simulate_profiles,
+                ["person_latents", "params:data_generation"],
+                "profiles@chunks",
+                name="simulate_profiles",
+            ),
             Node(
                 simulate_events,
                 ["person_latents", "params:data_generation"],
-                "experience_events",
+                "experience_events@chunks",
                 name="simulate_events",
             ),
             Node(

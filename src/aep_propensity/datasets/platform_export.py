@@ -1,0 +1,91 @@
+"""``PlatformExportDataset``: a table exported to cloud storage in the Data Landing Zone layout.
+
+Saving a :class:`TableHandle` asks the platform to export that table (no rows pass through Python)
+to ``<location>/<table>/exportTime=YYYYmmddHHMMSS/part-*.parquet``; ``location`` is any fsspec URL.
+Loading reads the newest export and records which one in ``DataFrame.attrs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow.parquet as pq
+from kedro.io import AbstractDataset, DatasetError
+
+from aep_propensity.platform import TableHandle, make_platform
+from aep_propensity.platform.port import check_name
+
+_EXPORT_FOLDER = "exportTime="
+
+
+class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame]):
+    """Exports of one platform table.
+
+    Example catalog entry::
+
+        training_data:
+          type: aep_propensity.datasets.PlatformExportDataset
+          table: training_features
+          location: data/05_model_input/dlz-destination/egress   # or s3://bucket/egress, abfs://...
+          platform: ${globals:platform}
+          credentials: platform
+          fs_args: {}                                              # passed to the fsspec filesystem
+    """
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        location: str,
+        platform: dict[str, Any],
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._table = check_name(table)
+        self._location = location.rstrip("/")
+        self._platform_config = dict(platform)
+        self._credentials = dict(credentials or {})
+        self._fs_args = dict(fs_args or {})
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"table": self._table, "location": self._location}
+
+    def _filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The filesystem and the folder holding this table's exports."""
+        fs, root = fsspec.core.url_to_fs(self._location, **self._fs_args)
+        return fs, f"{root}/{self._table}"
+
+    def _newest_export(self) -> str | None:
+        """The newest ``exportTime=`` folder, or None when there is no export yet."""
+        fs, folder = self._filesystem()
+        if not fs.exists(folder):
+            return None
+        exports = sorted(
+            path for path in fs.ls(folder, detail=False) if path.rsplit("/", 1)[-1].startswith(_EXPORT_FOLDER)
+        )
+        return exports[-1] if exports else None
+
+    def save(self, data: TableHandle) -> None:
+        """Export the handle's table through the platform."""
+        if not isinstance(data, TableHandle):
+            raise DatasetError(f"{self._table} export: expected a TableHandle, got {type(data).__name__}")
+        if data.name != self._table:
+            raise DatasetError(f"export dataset of table {self._table!r} was given table {data.name!r}")
+        make_platform(self._platform_config, self._credentials).export(data.name, self._location)
+
+    def load(self) -> pd.DataFrame:
+        """The newest export's rows; ``attrs`` hold its ``export_time`` and ``export_path``."""
+        newest = self._newest_export()
+        if newest is None:
+            raise DatasetError(f"no export of {self._table!r} under {self._location}; run the featurization first")
+        fs, _ = self._filesystem()
+        frame = pq.read_table(newest, filesystem=fs).to_pandas()
+        frame.attrs = {"export_time": newest.rsplit(_EXPORT_FOLDER, 1)[-1], "export_path": fs.unstrip_protocol(newest)}
+        return frame
+
+    def _exists(self) -> bool:
+        return self._newest_export() is not None
