@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 
 import pandas as pd
@@ -182,22 +184,32 @@ def test_missing_table_is_a_clear_error(platform):
 
 def test_dropped_connection_leaves_nothing_visible(pg_schema, tmp_path):
     """PostgreSQL kills the ingesting connection mid-batch: no rows appear, the batch is failed."""
-
     platform = make_platform(*platform_config("postgres", tmp_path, pg_schema))
     platform.ingest(SPEC, [chunk(0, 3)])
+    killed = threading.Event()
 
-    def chunks_then_drop():
-        yield chunk(100, 5)
-        with psycopg2.connect(PG_DSN) as admin, admin.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE query LIKE 'COPY \"people\"%%' AND pid <> pg_backend_pid()"
-            )
-            assert cur.fetchone() is not None
+    def kill_the_copy() -> None:
+        admin = psycopg2.connect(PG_DSN)
+        admin.autocommit = True  # a fresh view of pg_stat_activity at every poll
+        with admin.cursor() as cur:
+            for _ in range(2_000):
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'COPY \"_batch_%%' AND pid <> pg_backend_pid()"
+                )
+                if cur.fetchone() is not None:
+                    killed.set()
+                    break
+                time.sleep(0.005)
         admin.close()
-        yield chunk(105, 5)
 
+    killer = threading.Thread(target=kill_the_copy)
+    killer.start()
+    big = pa.concat_tables([chunk(0, 1_000)] * 300)  # 300,000 rows: long enough a COPY to be seen
     with pytest.raises(psycopg2.Error):
-        platform.ingest(SPEC, chunks_then_drop())
+        platform.ingest(SPEC, [big, big, big, big])
+    killer.join()
+    assert killed.is_set()
     assert platform.handle("people").row_count == 3
     assert [b.status for b in platform.batches("people")] == ["failed", "success"]
+    assert not platform.query("SELECT table_name FROM information_schema.tables WHERE table_name LIKE '_batch_%'").size

@@ -147,9 +147,13 @@ class LocalPlatform:
     ) -> BatchRecord:
         """Ingest every chunk into ``spec``'s dataset as one batch: all of it, or nothing and a failed batch.
 
-        ``replace`` makes the batch replace the dataset's rows (in the same transaction).
+        Chunks are committed one by one into a staging table ``_batch_<id>`` (so memory stays bounded
+        however large the batch); the batch becomes visible in one final transaction that swaps the
+        staging table in (``replace``) or appends it to the dataset. On any failure the staging table
+        is dropped and the dataset is untouched.
         """
         batch_id, created = uuid.uuid4().hex, _now()
+        staging = f"_batch_{batch_id}"
         with self.engine.connect() as conn:
             self._ensure_ledger(conn)
             self._execute(
@@ -157,18 +161,28 @@ class LocalPlatform:
                 f"INSERT INTO ledger_batches ({_BATCH_COLUMNS}) VALUES ({self._marks(8)})",
                 [batch_id, spec.name, "loading", 0, 0, created, None, None],
             )
+            if not replace:
+                self._check_existing_columns(conn, spec)
+            self._create_table(conn, staging, spec)
         rows = files = 0
         try:
+            for files, chunk in enumerate(chunks, start=1):
+                table = conform_chunk(chunk, spec, files)
+                with self.engine.connect() as conn:
+                    self.engine.append(conn, staging, table)
+                rows += table.num_rows
             with self.engine.connect() as conn:
                 self._register(conn, spec)
-                self._prepare_table(conn, spec, replace)
-                for files, chunk in enumerate(chunks, start=1):
-                    table = conform_chunk(chunk, spec, files)
-                    self.engine.append(conn, spec.name, table)
-                    rows += table.num_rows
+                if replace or not self._check_existing_columns(conn, spec):
+                    self._execute(conn, f'DROP TABLE IF EXISTS "{spec.name}"')
+                    self._execute(conn, f'ALTER TABLE "{staging}" RENAME TO "{spec.name}"')
+                else:
+                    self._execute(conn, f'INSERT INTO "{spec.name}" SELECT * FROM "{staging}"')
+                    self._execute(conn, f'DROP TABLE "{staging}"')
                 self._update_batch(conn, batch_id, status="success", rows=rows, files=files, completed=_now())
         except BaseException as exc:
             with self.engine.connect() as conn:
+                self._execute(conn, f'DROP TABLE IF EXISTS "{staging}"')
                 self._update_batch(conn, batch_id, status="failed", completed=_now(), error=_error_text(exc))
             raise
         logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
@@ -302,21 +316,24 @@ class LocalPlatform:
             [spec.name, columns, spec.identity, spec.profile_enabled, _now()],
         )
 
-    def _prepare_table(self, conn: Any, spec: DatasetSpec, replace: bool) -> None:
-        """Create the dataset's table (dropping it first on replace), or check that it matches the spec."""
-        wanted = [(c.name, self.engine.sql_type(c)) for c in spec.columns]
+    def _check_existing_columns(self, conn: Any, spec: DatasetSpec) -> bool:
+        """Whether the dataset's table exists; raise if it exists with other columns than the spec's."""
         existing = self.engine.table_columns(conn, spec.name)
-        if existing is not None and not replace:
-            have = [(name, sql_type.upper()) for name, sql_type in existing]
-            if have != wanted:
-                raise SchemaMismatchError(
-                    f"dataset {spec.name!r} exists with columns {have}, but the batch declares {wanted}; "
-                    "re-create it with a replacing batch"
-                )
-            return
-        self._execute(conn, f'DROP TABLE IF EXISTS "{spec.name}"')
-        ddl = ", ".join(f'"{name}" {sql_type}' for name, sql_type in wanted)
-        self._execute(conn, f'CREATE TABLE "{spec.name}" ({ddl})')
+        if existing is None:
+            return False
+        have = [(name, sql_type.upper()) for name, sql_type in existing]
+        wanted = [(c.name, self.engine.sql_type(c)) for c in spec.columns]
+        if have != wanted:
+            raise SchemaMismatchError(
+                f"dataset {spec.name!r} exists with columns {have}, but the batch declares {wanted}; "
+                "re-create it with a replacing batch"
+            )
+        return True
+
+    def _create_table(self, conn: Any, table: str, spec: DatasetSpec) -> None:
+        """Create an empty table with the spec's columns."""
+        ddl = ", ".join(f'"{c.name}" {self.engine.sql_type(c)}' for c in spec.columns)
+        self._execute(conn, f'CREATE TABLE "{table}" ({ddl})')
 
 
 def conform_chunk(chunk: pa.Table | pd.DataFrame, spec: DatasetSpec, index: int) -> pa.Table:
