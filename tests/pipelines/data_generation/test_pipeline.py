@@ -184,7 +184,7 @@ def test_kedro_run_in_the_test_environment(tmp_path, monkeypatch):
         session.run(pipeline_names=["data_generation"])
     with KedroSession.create(project_path=PROJECT, env="test") as session:
         catalog = session.load_context().catalog
-        events, profiles = catalog.load("experience_events"), catalog.load("profiles")
+        events, profiles = catalog.load("experience_events@handle"), catalog.load("profiles@handle")
     assert profiles.row_count == 3_000
     assert 9 * 3_000 <= events.row_count <= 13 * 3_000
     assert (tmp_path / "data/test/platform.duckdb").exists()

@@ -58,7 +58,8 @@ class FeaturizationParams(BaseModel):
             )
         if self.training_cutoff + self.horizon > end:
             raise ValueError(
-                f"cutoff {self.training_cutoff} plus horizon_days={self.horizon_days} ends after the data window ({end})"
+                f"cutoff {self.training_cutoff} plus horizon_days={self.horizon_days} ends after the data "
+                f"window ({end})"
             )
         if not start + self.lookback <= self.scoring_at <= end:
             raise ValueError(
