@@ -32,18 +32,18 @@ def generate_once(people: int, memory_limit: str) -> dict:
     params = DataGenerationParams(**base_parameters("data_generation", people=people))
     with tempfile.TemporaryDirectory() as folder:
         platform = make_platform(
-            {"backend": "duckdb", "database": f"{folder}/platform.duckdb", "memory_limit": memory_limit, "threads": 2}
+            {"backend": "duckdb", "path": f"{folder}/platform.duckdb", "memory_limit": memory_limit, "threads": 2}
         )
 
         def run() -> tuple[int, int]:
             latents = nodes.draw_person_latents(params)
             events = platform.ingest(
-                DatasetSpec.from_config("experience_events", catalog["experience_events"]["schema"]),
+                DatasetSpec.from_config("experience_events", catalog["experience_events@chunks"]["schema"]),
                 nodes.simulate_events(latents, params),
                 replace=True,
             )
             profiles = platform.ingest(
-                DatasetSpec.from_config("profiles", catalog["profiles"]["schema"]),
+                DatasetSpec.from_config("profiles", catalog["profiles@chunks"]["schema"]),
                 nodes.simulate_profiles(latents, params),
                 replace=True,
             )

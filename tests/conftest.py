@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg2
 import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 
 from aep_propensity.platform import LocalPlatform, make_platform
 
@@ -51,7 +55,7 @@ def platform_config(engine: str, tmp_path, schema: str | None = None) -> tuple[d
     if engine == "duckdb":
         return {
             "backend": "duckdb",
-            "database": str(tmp_path / "platform.duckdb"),
+            "path": str(tmp_path / "platform.duckdb"),
             "memory_limit": "2GB",
             "threads": 2,
         }, None
@@ -70,3 +74,27 @@ def platform(engine_name, tmp_path, request) -> LocalPlatform:
     schema = request.getfixturevalue("pg_schema") if engine_name == "postgres" else None
     config, credentials = platform_config(engine_name, tmp_path, schema)
     return make_platform(config, credentials)
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def kedro_session(tmp_path: Path):
+    """A factory of KedroSessions in the test environment whose data all lands under ``tmp_path``.
+
+    conf/ is copied and the test environment's ``data_root`` set to an absolute temporary path, so
+    runs never touch the repository's data/ folder.
+    """
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    globals_file = conf / "test" / "globals.yml"
+    text = globals_file.read_text().replace("data_root: data/test", f"data_root: {tmp_path / 'data'}")
+    globals_file.write_text(text)
+    bootstrap_project(PROJECT)
+
+    def create(**kwargs) -> KedroSession:
+        return KedroSession.create(project_path=PROJECT, env="test", conf_source=str(conf), **kwargs)
+
+    return create

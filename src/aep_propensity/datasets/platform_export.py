@@ -1,7 +1,8 @@
 """``PlatformExportDataset``: a table exported to cloud storage in the Data Landing Zone layout.
 
 Saving a :class:`TableHandle` asks the platform to export that table (no rows pass through Python)
-to ``<location>/<table>/exportTime=YYYYmmddHHMMSS/part-*.parquet``; ``location`` is any fsspec URL.
+to ``<path>/<table>/exportTime=YYYYmmddHHMMSS/part-*.parquet``; ``path`` is any fsspec URL (a
+relative local path is taken from the project root, as for Kedro's own datasets).
 Loading reads the newest export and records which one in ``DataFrame.attrs``.
 """
 
@@ -28,7 +29,7 @@ class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame]):
         training_data:
           type: aep_propensity.datasets.PlatformExportDataset
           table: training_features
-          location: data/05_model_input/dlz-destination/egress   # or s3://bucket/egress, abfs://...
+          path: data/05_model_input/dlz-destination/egress   # or s3://bucket/egress, abfs://...
           platform: ${globals:platform}
           credentials: platform
           fs_args: {}                                              # passed to the fsspec filesystem
@@ -38,21 +39,21 @@ class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame]):
         self,
         *,
         table: str,
-        location: str,
+        path: str,
         platform: dict[str, Any],
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._table = check_name(table)
-        self._location = location.rstrip("/")
+        self._location = path.rstrip("/")
         self._platform_config = dict(platform)
         self._credentials = dict(credentials or {})
         self._fs_args = dict(fs_args or {})
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
-        return {"table": self._table, "location": self._location}
+        return {"table": self._table, "path": self._location}
 
     def _filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """The filesystem and the folder holding this table's exports."""

@@ -34,7 +34,7 @@ __all__ = [
 def make_platform(config: dict[str, Any], credentials: dict[str, Any] | None = None) -> LocalPlatform:
     """Build the platform that ``config`` names.
 
-    ``config`` is the catalog's ``platform`` block: ``{backend: duckdb, database, memory_limit, threads}``
+    ``config`` is the catalog's ``platform`` block: ``{backend: duckdb, path, memory_limit, threads}``
     or ``{backend: postgres, schema}``; PostgreSQL's DSN comes from ``credentials["dsn"]``.
     Nothing connects here: connections are opened per operation.
     """

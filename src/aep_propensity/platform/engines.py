@@ -82,8 +82,8 @@ class DuckDBEngine:
     dialect = "duckdb"
     placeholder = "?"
 
-    def __init__(self, database: str, memory_limit: str = "4GB", threads: int = 2) -> None:
-        self.path = str(database)
+    def __init__(self, path: str, memory_limit: str = "4GB", threads: int = 2) -> None:
+        self.path = str(path)
         self.memory_limit = memory_limit
         self.threads = int(threads)
 

@@ -9,8 +9,6 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from pydantic import ValidationError
 
 from aep_propensity.pipelines.data_generation.nodes import (
@@ -177,14 +175,12 @@ def test_bad_parameters_are_clear_errors(override, field):
         make_params(**override)
 
 
-def test_kedro_run_in_the_test_environment(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    bootstrap_project(PROJECT)
-    with KedroSession.create(project_path=PROJECT, env="test") as session:
+def test_kedro_run_in_the_test_environment(tmp_path, kedro_session):
+    with kedro_session() as session:
         session.run(pipeline_names=["data_generation"])
-    with KedroSession.create(project_path=PROJECT, env="test") as session:
+    with kedro_session() as session:
         catalog = session.load_context().catalog
         events, profiles = catalog.load("experience_events@handle"), catalog.load("profiles@handle")
     assert profiles.row_count == 3_000
     assert 9 * 3_000 <= events.row_count <= 13 * 3_000
-    assert (tmp_path / "data/test/platform.duckdb").exists()
+    assert (tmp_path / "data/platform.duckdb").exists()

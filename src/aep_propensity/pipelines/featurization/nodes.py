@@ -92,6 +92,7 @@ def _point_in_time_query(
     events: TableHandle, profiles: TableHandle, params: FeaturizationParams, training: bool
 ) -> str:
     """The point-in-time feature query at the training cutoff (training) or the scoring time."""
+    common = _common_values(events, params)
     _require_columns(profiles, PROFILE_COLUMNS)
     cutoff = params.training_cutoff if training else params.scoring_at
     slugs = [type_slug(name) for name in params.event_types]
@@ -119,7 +120,7 @@ def _point_in_time_query(
     ]
     return render_template(
         "point_in_time_features.sql",
-        **_common_values(events, params),
+        **common,
         profiles=identifier(profiles.name),
         training=training,
         types=types,
