@@ -11,43 +11,52 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
+S = TypeVar("S")
 T = TypeVar("T")
+_END = object()
 
 
 class ChunkSequence(Generic[T]):
-    """``n_chunks`` chunks made on demand by ``make_chunk(index)``; iterating twice makes them twice."""
+    """Chunks made on demand: ``make_chunks()`` gives a fresh iterator each time the sequence is iterated."""
 
-    def __init__(self, make_chunk: Callable[[int], T], n_chunks: int, label: str) -> None:
-        self._make_chunk = make_chunk
-        self.n_chunks = n_chunks
+    def __init__(self, make_chunks: Callable[[], Iterator[T]], label: str, n_chunks: int | None = None) -> None:
+        self._make_chunks = make_chunks
         self.label = label
+        self.n_chunks = n_chunks
 
-    def __len__(self) -> int:
-        return self.n_chunks
+    @classmethod
+    def indexed(cls, make_chunk: Callable[[int], T], n_chunks: int, label: str) -> ChunkSequence[T]:
+        """Chunks ``make_chunk(0) .. make_chunk(n_chunks - 1)``."""
+        return cls(lambda: (make_chunk(index) for index in range(n_chunks)), label, n_chunks)
+
+    @classmethod
+    def mapped(cls, transform: Callable[[S], T], source: Iterable[S], label: str) -> ChunkSequence[T]:
+        """``transform`` applied to each chunk of a re-iterable ``source``."""
+        return cls(lambda: (transform(chunk) for chunk in source), label, getattr(source, "n_chunks", None))
 
     def __repr__(self) -> str:
         return f"ChunkSequence({self.label!r}, n_chunks={self.n_chunks})"
 
     def __iter__(self) -> Iterator[T]:
-        started, rows = time.perf_counter(), 0
+        started, rows, index = time.perf_counter(), 0, 0
+        chunks = self._make_chunks()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunks") as pool:
-            pending = pool.submit(self._make_chunk, 0) if self.n_chunks else None
-            for index in range(self.n_chunks):
-                chunk = pending.result()
-                pending = pool.submit(self._make_chunk, index + 1) if index + 1 < self.n_chunks else None
-                rows += len(chunk)
+            pending = pool.submit(next, chunks, _END)
+            while (chunk := pending.result()) is not _END:
+                pending = pool.submit(next, chunks, _END)
+                index, rows = index + 1, rows + len(chunk)
                 rate = rows / max(time.perf_counter() - started, 1e-9)
                 logger.info(
-                    "%s: chunk %d/%d, %s rows so far (%s rows/s)",
+                    "%s: chunk %d/%s, %s rows so far (%s rows/s)",
                     self.label,
-                    index + 1,
-                    self.n_chunks,
+                    index,
+                    self.n_chunks or "?",
                     f"{rows:,}",
                     f"{rate:,.0f}",
                 )

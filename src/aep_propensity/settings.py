@@ -1,6 +1,10 @@
-"""Project settings: configuration loading for the Kedro environments under conf/."""
+"""Project settings: hooks and configuration loading for the Kedro environments under conf/."""
 
 from kedro.config import OmegaConfigLoader
+
+from aep_propensity.hooks import RunContextHooks
+
+HOOKS = (RunContextHooks(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

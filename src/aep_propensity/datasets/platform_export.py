@@ -3,15 +3,19 @@
 Saving a :class:`TableHandle` asks the platform to export that table (no rows pass through Python)
 to ``<path>/<table>/exportTime=YYYYmmddHHMMSS/part-*.parquet``; ``path`` is any fsspec URL (a
 relative local path is taken from the project root, as for Kedro's own datasets).
-Loading reads the newest export and records which one in ``DataFrame.attrs``.
+Loading reads the newest export: as one DataFrame recording which export in ``DataFrame.attrs``,
+or (``load_as: batches``) as a lazy, re-iterable stream of Arrow record batches for bounded memory.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
@@ -21,7 +25,21 @@ from aep_propensity.platform.port import check_name
 _EXPORT_FOLDER = "exportTime="
 
 
-class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame]):
+class ExportBatches:
+    """The record batches of one export, read lazily each time the object is iterated."""
+
+    def __init__(self, path: str, filesystem: fsspec.AbstractFileSystem, batch_rows: int) -> None:
+        self.path, self._filesystem, self.batch_rows = path, filesystem, batch_rows
+
+    def __repr__(self) -> str:
+        return f"ExportBatches({self.path!r}, batch_rows={self.batch_rows})"
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        dataset = pads.dataset(self.path, filesystem=self._filesystem, format="parquet")
+        yield from dataset.to_batches(batch_size=self.batch_rows)
+
+
+class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame | ExportBatches]):
     """Exports of one platform table.
 
     Example catalog entry::
@@ -43,6 +61,8 @@ class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame]):
         platform: dict[str, Any],
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
+        load_as: Literal["pandas", "batches"] = "pandas",
+        batch_rows: int = 100_000,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._table = check_name(table)
@@ -50,10 +70,14 @@ class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame]):
         self._platform_config = dict(platform)
         self._credentials = dict(credentials or {})
         self._fs_args = dict(fs_args or {})
+        if load_as not in ("pandas", "batches"):
+            raise DatasetError(f"{table} export: load_as must be 'pandas' or 'batches', not {load_as!r}")
+        self._load_as = load_as
+        self._batch_rows = batch_rows
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
-        return {"table": self._table, "path": self._location}
+        return {"table": self._table, "path": self._location, "load_as": self._load_as}
 
     def _filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """The filesystem and the folder holding this table's exports."""
@@ -78,12 +102,14 @@ class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame]):
             raise DatasetError(f"export dataset of table {self._table!r} was given table {data.name!r}")
         make_platform(self._platform_config, self._credentials).export(data.name, self._location)
 
-    def load(self) -> pd.DataFrame:
-        """The newest export's rows; ``attrs`` hold its ``export_time`` and ``export_path``."""
+    def load(self) -> pd.DataFrame | ExportBatches:
+        """The newest export's rows (``attrs`` hold its ``export_time`` and ``export_path``) or batches."""
         newest = self._newest_export()
         if newest is None:
             raise DatasetError(f"no export of {self._table!r} under {self._location}; run the featurization first")
         fs, _ = self._filesystem()
+        if self._load_as == "batches":
+            return ExportBatches(newest, fs, self._batch_rows)
         frame = pq.read_table(newest, filesystem=fs).to_pandas()
         frame.attrs = {"export_time": newest.rsplit(_EXPORT_FOLDER, 1)[-1], "export_path": fs.unstrip_protocol(newest)}
         return frame

@@ -34,7 +34,8 @@ class PlatformTableDataset(AbstractDataset[Any, TableHandle | pd.DataFrame | pa.
 
     ``save`` accepts:
 
-    - SQL text (the canonical dialect): ``CREATE TABLE table AS <sql>``, replacing the table atomically;
+    - SQL text (the canonical dialect): ``CREATE TABLE table AS <sql>``, replacing the table atomically,
+      or with ``materialize: view`` a view that always reflects the tables it reads;
     - an iterable of Arrow tables or DataFrames, such as a ``ChunkSequence``, or one DataFrame:
       ingested as one batch, all or nothing, checked against ``schema``. ``replace`` (default
       true) makes each batch replace the dataset's rows; false appends.
@@ -49,6 +50,7 @@ class PlatformTableDataset(AbstractDataset[Any, TableHandle | pd.DataFrame | pa.
         schema: dict[str, Any] | None = None,
         load_as: LoadAs = "handle",
         replace: bool = True,
+        materialize: Literal["table", "view"] = "table",
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._table = check_name(table)
@@ -59,6 +61,9 @@ class PlatformTableDataset(AbstractDataset[Any, TableHandle | pd.DataFrame | pa.
             raise DatasetError(f"{table}: load_as must be 'handle', 'pandas' or 'arrow', not {load_as!r}")
         self._load_as = load_as
         self._replace = replace
+        if materialize not in ("table", "view"):
+            raise DatasetError(f"{table}: materialize must be 'table' or 'view', not {materialize!r}")
+        self._materialize = materialize
         self.metadata = metadata
 
     @property
@@ -89,7 +94,10 @@ class PlatformTableDataset(AbstractDataset[Any, TableHandle | pd.DataFrame | pa.
     def save(self, data: str | pd.DataFrame | Iterable[pa.Table | pd.DataFrame]) -> None:
         """Materialise SQL text by CTAS, or ingest chunks of rows as one batch."""
         if isinstance(data, str):
-            self._platform.create_table_as(self._table, data)
+            if self._materialize == "view":
+                self._platform.create_view(self._table, data)
+            else:
+                self._platform.create_table_as(self._table, data)
             return
         if self._spec is None:
             raise DatasetError(f"{self._table}: saving rows needs a 'schema' in the catalog entry")

@@ -110,6 +110,15 @@ class LocalPlatform:
         logger.info("Created table %s with %s rows", name, f"{rows:,}")
         return self.handle(name)
 
+    def create_view(self, name: str, sql: str) -> TableHandle:
+        """Define ``name`` as a view of ``sql`` (replacing an earlier view of that name)."""
+        check_name(name)
+        with self.engine.connect() as conn:
+            self._execute(conn, f'DROP VIEW IF EXISTS "{name}"')
+            self._execute(conn, f'CREATE VIEW "{name}" AS {transpile(sql, self.dialect)}')
+        logger.info("Defined view %s", name)
+        return self.handle(name)
+
     def _record_failed_query(self, job_id: str, name: str, started: datetime, exc: BaseException) -> None:
         """Record a failed query job in the ledger."""
         with self.engine.connect() as conn:

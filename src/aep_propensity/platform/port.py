@@ -146,6 +146,10 @@ class Platform(Protocol):
         """Materialise ``sql`` as table ``name``, replacing it atomically."""
         ...
 
+    def create_view(self, name: str, sql: str) -> TableHandle:
+        """Define ``name`` as a view of ``sql``: always current with the tables it reads."""
+        ...
+
     def export(self, table: str, location: str) -> ExportRecord:
         """Write ``table`` as Parquet parts under ``location/<table>/exportTime=.../``."""
         ...

@@ -71,7 +71,7 @@ def simulate_events(person_latents: pd.DataFrame, params: DataGenerationParams) 
         events = simulate_chunk(latents["engagement"].to_numpy(), params, _rng(params, _EVENTS, index))
         return events_table(events, latents["person_index"].to_numpy(), params)
 
-    return ChunkSequence(make, params.chunks, "experience_events")
+    return ChunkSequence.indexed(make, params.chunks, "experience_events")
 
 
 def events_table(events: Events, person_index: np.ndarray, params: DataGenerationParams) -> pa.Table:
@@ -105,7 +105,7 @@ def simulate_profiles(person_latents: pd.DataFrame, params: DataGenerationParams
             latents["person_index"].to_numpy(), latents["engagement"].to_numpy(), params, _rng(params, _PROFILES, index)
         )
 
-    return ChunkSequence(make, params.chunks, "profiles")
+    return ChunkSequence.indexed(make, params.chunks, "profiles")
 
 
 def _engagement_score(engagement: np.ndarray, shape: float) -> np.ndarray:

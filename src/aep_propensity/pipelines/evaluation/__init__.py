@@ -1,0 +1,1 @@
+"""Evaluate the propensity models against the simulator's truth."""

@@ -1,0 +1,61 @@
+"""Nodes of the scoring pipeline: score the scoring features in record batches; enrich profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from aep_propensity.chunks import ChunkSequence
+from aep_propensity.hooks import RunContext
+from aep_propensity.model import PropensityModel
+from aep_propensity.platform import TableHandle
+from aep_propensity.platform.sql import identifier, render_template
+
+
+def score_batch(batch: pa.RecordBatch, model: PropensityModel, run: RunContext) -> pa.Table:
+    """Scores of one batch: the probability of converting within the horizon and its decile, or,
+    for people already converted, no score and ``converted`` true."""
+    frame = batch.to_pandas()
+    if "converted" not in frame.columns:
+        raise ValueError("scoring features have no 'converted' column")
+    converted = frame["converted"].fillna(False).to_numpy(dtype=bool)
+    scores = np.full(len(frame), np.nan)
+    deciles = np.zeros(len(frame), dtype=np.int64)
+    if (~converted).any():
+        scores[~converted] = model.predict(frame.loc[~converted])
+        deciles[~converted] = model.deciles(scores[~converted])
+    return pa.table(
+        {
+            "ecid": pa.array(frame["ecid"].astype(str).to_numpy()),
+            "score": pa.array(scores, mask=converted),
+            "decile": pa.array(deciles, mask=converted),
+            "converted": pa.array(converted),
+            "model_id": pa.array([model.model_id] * len(frame), pa.string()),
+            "run_id": pa.array([run.run_id] * len(frame), pa.string()),
+            "scored_at": pa.array([run.started_at] * len(frame), pa.timestamp("us")),
+        }
+    )
+
+
+def score_profiles(
+    scoring_data: Iterable[pa.RecordBatch], model: PropensityModel, run_context: RunContext
+) -> ChunkSequence[pa.Table]:
+    """One score row per profile for this run, as a lazy sequence of chunks (one batch when ingested)."""
+    return ChunkSequence.mapped(lambda batch: score_batch(batch, model, run_context), scoring_data, "propensity_scores")
+
+
+def select_scoring_export(scoring_features: TableHandle) -> TableHandle:
+    """The scoring table to export for scoring (bulk reads go through exports, never the query path)."""
+    missing = [name for name in ("ecid", "converted") if name not in scoring_features.columns]
+    if missing:
+        raise ValueError(f"table {scoring_features.name!r} has no column {missing[0]!r}")
+    return scoring_features
+
+
+def build_enriched_profiles(profiles: TableHandle, propensity_scores: TableHandle) -> str:
+    """SQL for every profile with its latest run's score."""
+    return render_template(
+        "enriched_profiles.sql", profiles=identifier(profiles.name), scores=identifier(propensity_scores.name)
+    )
