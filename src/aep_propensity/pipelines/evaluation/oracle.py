@@ -44,10 +44,17 @@ import numpy as np
 import pandas as pd
 
 from aep_propensity.pipelines.data_generation.params import CONVERSION_EVENT, DataGenerationParams
-from aep_propensity.pipelines.data_generation.simulator import TYPE_CODE, TYPE_NAMES, clipped_walk
+from aep_propensity.pipelines.data_generation.simulator import (
+    TYPE_CODE,
+    TYPE_NAMES,
+    US_PER_HOUR,
+    US_PER_SECOND,
+    clipped_walk,
+)
 
 UNITS_PER_BLOCK = 2_000_000
 _DRAWS = np.array([not name.startswith(("directMarketing", "advertising")) for name in TYPE_NAMES])
+_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -69,10 +76,15 @@ class _PersonState:
 
 @dataclass(frozen=True)
 class _Future:
-    """The timing of the future, in seconds from the cutoff."""
+    """The timing of the future, in microseconds from the cutoff."""
 
-    end: float  # events at or after this cannot lead to a conversion inside the horizon
-    base_span: tuple[float, float]  # where base events fall: the horizon's overlap with the window
+    end: int  # events at or after this cannot lead to a conversion inside the horizon
+    base_span: tuple[int, int]  # where base events fall: the horizon's overlap with the window
+
+    @property
+    def time_bits(self) -> int:
+        """Bits of an event's time in the sort key (times run from -1, a unit's pseudo-event, to end - 1)."""
+        return max(self.end, 0).bit_length()
 
 
 def oracle_probabilities(
@@ -100,7 +112,7 @@ def oracle_probabilities(
     state = _person_state(history, engagement, params, cutoff, future)
     rng = np.random.default_rng(seed)
     people = len(engagement)
-    block_size = max(1, UNITS_PER_BLOCK // replicas)
+    block_size = _block_people(future, replicas)
     probability = np.empty(people)
     for first in range(0, people, block_size):
         block = slice(first, min(first + block_size, people))
@@ -116,11 +128,19 @@ def oracle_probabilities(
 
 
 def _future_timing(params: DataGenerationParams, cutoff: datetime, horizon: timedelta) -> _Future:
-    """Where the future ends and where its base events fall, in seconds from the cutoff."""
-    end = horizon.total_seconds() - params.propensity.conversion_delay_seconds
-    window_start = (params.start - cutoff).total_seconds()
-    window_end = window_start + params.weeks * 7 * 86_400
-    return _Future(end, (max(0.0, window_start), min(end, window_end)))
+    """Where the future ends and where its base events fall, in microseconds from the cutoff."""
+    end = horizon // _US - round(params.propensity.conversion_delay_seconds * US_PER_SECOND)
+    window_start = (params.start - cutoff) // _US
+    window_end = window_start + params.weeks * 7 * 24 * US_PER_HOUR
+    return _Future(end, (max(0, window_start), min(end, window_end)))
+
+
+def _block_people(future: _Future, replicas: int) -> int:
+    """People per block: about UNITS_PER_BLOCK units, few enough for (unit, time) to pack into an int64."""
+    units = min(UNITS_PER_BLOCK, 1 << (63 - future.time_bits))
+    if replicas > units:
+        raise ValueError(f"at most {units} replicas fit in a block with this horizon")
+    return units // replicas
 
 
 def _person_state(
@@ -130,13 +150,12 @@ def _person_state(
     person, age, code = _history_events(history, engagement.index, cutoff)
     people = len(engagement)
     counts = np.bincount(person, minlength=people)
-    walk = clipped_walk(_deltas(params)[code], np.r_[0, np.cumsum(counts)[:-1]], counts, params.propensity.initial)
-    propensity = np.full(people, params.propensity.initial)
     ends = np.cumsum(counts)
-    has_events = counts > 0
-    propensity[has_events] = walk[ends[has_events] - 1]
+    walk = clipped_walk(_deltas(params)[code], ends - counts, counts, params.propensity.initial)
+    propensity = np.full(people, params.propensity.initial)
+    propensity[counts > 0] = walk[ends[counts > 0] - 1]
     lo, hi = future.base_span
-    share = max(0.0, hi - lo) / (params.weeks * 7 * 86_400)
+    share = max(0, hi - lo) / (params.weeks * 7 * 24 * US_PER_HOUR)
     values = engagement.to_numpy(dtype=float)
     base = {name: rate * params.weeks * share * values for name, rate in params.active_rates.base.items()}
     return _PersonState(propensity, base, _pending_means(person, age, code, people, params))
@@ -145,7 +164,7 @@ def _person_state(
 def _history_events(
     history: pd.DataFrame, ecids: pd.Index, cutoff: datetime
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The evaluated people's history: person index, age before the cutoff (s) and type code, in walk order."""
+    """The evaluated people's history: person index, age at the cutoff (µs) and type code, in walk order."""
     person = ecids.get_indexer(history["ecid"])
     ours = history[person >= 0]
     person = person[person >= 0].astype(np.int64)
@@ -154,7 +173,7 @@ def _history_events(
         unknown = sorted(set(ours["eventType"][code < 0].astype(str)))
         raise ValueError(f"history: unknown event types {unknown}")
     timestamps = pd.to_datetime(ours["timestamp"]).to_numpy(dtype="datetime64[us]")
-    age = (np.datetime64(cutoff, "us") - timestamps) / np.timedelta64(1, "s")
+    age = (np.datetime64(cutoff, "us") - timestamps).astype(np.int64)
     if (age <= 0).any():
         raise ValueError(f"history: {int((age <= 0).sum())} events of the evaluated people are not before the cutoff")
     converted = np.unique(person[code == TYPE_CODE[CONVERSION_EVENT]])
@@ -178,7 +197,7 @@ def _pending_means(
     for parent, kids in params.children.items():
         of_parent = code == TYPE_CODE[parent]
         for kid in kids:
-            delay = params.delay_hours[kid] * 3_600
+            delay = params.delay_hours[kid] * US_PER_HOUR
             if delay == 0:
                 continue
             weights = rates[kid] * params.weeks * np.exp(-age[of_parent] / delay)
@@ -194,31 +213,56 @@ def _scatter(mean: np.ndarray, replicas: int, rng: np.random.Generator) -> np.nd
     return person * replicas + rng.integers(0, replicas, size=len(person))
 
 
+def _delays(hours: float, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Exponential delays with a mean of ``hours``, in whole microseconds like the simulator's."""
+    return np.rint(rng.exponential(hours * US_PER_HOUR, size=size)).astype(np.int64)
+
+
 def _future_events(
     state: _PersonState, params: DataGenerationParams, future: _Future, replicas: int, rng: np.random.Generator
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per type, the (unit, seconds from the cutoff) of every future event before ``future.end``."""
+    """Per type, the (unit, µs from the cutoff) of every future event before ``future.end``."""
     lo, hi = future.base_span
     events: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def add(name: str, unit: np.ndarray, time: np.ndarray) -> None:
         keep = time < future.end
-        old_unit, old_time = events.get(name, (np.empty(0, np.int64), np.empty(0)))
+        old_unit, old_time = events.get(name, (np.empty(0, np.int64), np.empty(0, np.int64)))
         events[name] = (np.r_[old_unit, unit[keep]], np.r_[old_time, time[keep]])
 
     for name, mean in state.base_means.items():
         unit = _scatter(mean, replicas, rng)
-        add(name, unit, rng.uniform(lo, hi, size=len(unit)))
+        add(name, unit, np.floor(rng.uniform(lo, hi, size=len(unit))).astype(np.int64))
     for kid, mean in state.pending_means.items():
         unit = _scatter(mean, replicas, rng)
-        add(kid, unit, rng.exponential(params.delay_hours[kid] * 3_600, size=len(unit)))
+        add(kid, unit, _delays(params.delay_hours[kid], len(unit), rng))
     for parent, kids in params.children.items():
-        parent_unit, parent_time = events.get(parent, (np.empty(0, np.int64), np.empty(0)))
+        parent_unit, parent_time = events.get(parent, (np.empty(0, np.int64), np.empty(0, np.int64)))
         for kid in kids:
             counts = rng.poisson(params.active_rates.children[kid] * params.weeks, size=len(parent_unit))
-            delay = rng.exponential(params.delay_hours[kid] * 3_600, size=int(counts.sum()))
-            add(kid, np.repeat(parent_unit, counts), np.repeat(parent_time, counts) + delay)
+            delays = _delays(params.delay_hours[kid], int(counts.sum()), rng)
+            add(kid, np.repeat(parent_unit, counts), np.repeat(parent_time, counts) + delays)
     return events
+
+
+def _until_last_draw(
+    events: dict[str, tuple[np.ndarray, np.ndarray]], units: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The events that can matter, as (unit, time, code) in type-code order, and the units having any.
+
+    Only a drawing event can convert, so a unit's events after its last drawing event are dropped,
+    and so are the units without one.
+    """
+    last = np.full(units, -1)
+    for name, (unit, time) in events.items():
+        if _DRAWS[TYPE_CODE[name]]:
+            np.maximum.at(last, unit, time)
+    names = sorted(events, key=TYPE_CODE.__getitem__)
+    keep = {name: events[name][1] <= last[events[name][0]] for name in names}
+    unit = np.concatenate([np.empty(0, np.int64), *(events[name][0][keep[name]] for name in names)])
+    time = np.concatenate([np.empty(0, np.int64), *(events[name][1][keep[name]] for name in names)])
+    code = np.concatenate([np.empty(0, np.int64), *(np.full(keep[name].sum(), TYPE_CODE[name]) for name in names)])
+    return unit, time, code, np.flatnonzero(last >= 0)
 
 
 def _simulate_block(
@@ -226,22 +270,21 @@ def _simulate_block(
 ) -> np.ndarray:
     """Whether each unit of a block converts inside the horizon (person-major: unit = person x replicas + replica).
 
-    Each unit starts with a pseudo-event whose delta, from a zero propensity, sets its cutoff propensity,
-    so ``clipped_walk`` (which starts every walk from one value) walks on from there.
+    Each unit starts with a pseudo-event at time -1 whose delta, from a zero propensity, sets its
+    cutoff propensity, so ``clipped_walk`` (which starts every walk from one value) walks on from there.
+    Events are sorted by one (unit, time) key, stably, so that ties keep the type-code order.
     """
     units = len(state.propensity) * replicas
-    events = _future_events(state, params, future, replicas, rng)
-    unit = np.concatenate([np.arange(units, dtype=np.int64), *(u for u, _ in events.values())])
-    time = np.concatenate([np.full(units, -1.0), *(t for _, t in events.values())])
-    code = np.concatenate(
-        [np.zeros(units, np.int64), *(np.full(len(u), TYPE_CODE[name]) for name, (u, _) in events.items())]
-    )
-    order = np.lexsort((code, time, unit))
+    unit, time, code, starting = _until_last_draw(_future_events(state, params, future, replicas, rng), units)
+    unit = np.r_[starting, unit]
+    time = np.r_[np.full(len(starting), -1), time]
+    code = np.r_[np.zeros(len(starting), np.int64), code]
+    order = np.argsort((unit << future.time_bits) | (time + 1), kind="stable")
     unit, code = unit[order], code[order]
-    counts = np.bincount(unit, minlength=units)
-    starts = np.r_[0, np.cumsum(counts)[:-1]]  # the pseudo-events, first in each unit
+    counts = np.bincount(unit, minlength=units)[starting]
+    starts = np.cumsum(counts) - counts  # each starting unit's pseudo-event
     delta = _deltas(params)[code]
-    delta[starts] = np.repeat(state.propensity, replicas)
+    delta[starts] = np.repeat(state.propensity, replicas)[starting]
     draws = _DRAWS[code]
     draws[starts] = False
     propensity = clipped_walk(delta, starts, counts, 0.0)
