@@ -1,6 +1,7 @@
-"""Kedro datasets over the platform: tables and their exports."""
+"""Kedro datasets over the platform: tables, their exports, audiences and destinations."""
 
+from .platform_audiences import PlatformAudienceDataset, PlatformDestinationDataset
 from .platform_export import PlatformExportDataset
 from .platform_table import PlatformTableDataset
 
-__all__ = ["PlatformExportDataset", "PlatformTableDataset"]
+__all__ = ["PlatformAudienceDataset", "PlatformDestinationDataset", "PlatformExportDataset", "PlatformTableDataset"]

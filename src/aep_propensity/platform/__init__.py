@@ -6,10 +6,16 @@ from typing import Any
 
 from .engines import DuckDBEngine, PostgresEngine
 from .local import LocalPlatform
+from .local_audiences import ProfileSource
 from .port import (
+    ActivationRequest,
+    AudienceDefinition,
+    AudienceJob,
+    AudienceRecord,
     BatchRecord,
     Column,
     DatasetSpec,
+    Delivery,
     ExportRecord,
     Platform,
     PlatformError,
@@ -18,6 +24,12 @@ from .port import (
 )
 
 __all__ = [
+    "ActivationRequest",
+    "AudienceDefinition",
+    "AudienceJob",
+    "AudienceRecord",
+    "Delivery",
+    "ProfileSource",
     "BatchRecord",
     "Column",
     "DatasetSpec",

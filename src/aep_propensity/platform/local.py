@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import fsspec
@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .engines import Engine
+from .local_audiences import LocalAudiences
 from .port import (
     INTERACTIVE_ROW_LIMIT,
     BatchRecord,
@@ -30,6 +31,7 @@ from .port import (
     SchemaMismatchError,
     TableHandle,
     check_name,
+    utc_now,
 )
 from .sql import transpile
 
@@ -50,17 +52,12 @@ _LEDGER_DDL = (
 _BATCH_COLUMNS = "id, dataset, status, rows, files, created, completed, error"
 
 
-def _now() -> datetime:
-    """The current UTC time, naive (the platform stores UTC without a zone)."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _error_text(exc: BaseException) -> str:
     """A one-line description of an error for the ledger."""
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-class LocalPlatform:
+class LocalPlatform(LocalAudiences):
     """The Platform port on a local SQL engine."""
 
     def __init__(
@@ -92,7 +89,7 @@ class LocalPlatform:
     def create_table_as(self, name: str, sql: str) -> TableHandle:
         """Materialise ``sql`` as table ``name`` in one transaction (the old table stays until commit)."""
         check_name(name)
-        job_id, started = uuid.uuid4().hex, _now()
+        job_id, started = uuid.uuid4().hex, utc_now()
         try:
             with self.engine.connect() as conn:
                 self._ensure_ledger(conn)
@@ -102,7 +99,7 @@ class LocalPlatform:
                 self._execute(
                     conn,
                     f"INSERT INTO ledger_queries VALUES ({self._marks(7)})",
-                    [job_id, name, "success", rows, started, _now(), None],
+                    [job_id, name, "success", rows, started, utc_now(), None],
                 )
         except Exception as exc:
             self._record_failed_query(job_id, name, started, exc)
@@ -126,7 +123,7 @@ class LocalPlatform:
             self._execute(
                 conn,
                 f"INSERT INTO ledger_queries VALUES ({self._marks(7)})",
-                [job_id, name, "failed", None, started, _now(), _error_text(exc)],
+                [job_id, name, "failed", None, started, utc_now(), _error_text(exc)],
             )
 
     def handle(self, table: str) -> TableHandle:
@@ -161,7 +158,7 @@ class LocalPlatform:
         staging table in (``replace``) or appends it to the dataset. On any failure the staging table
         is dropped and the dataset is untouched.
         """
-        batch_id, created = uuid.uuid4().hex, _now()
+        batch_id, created = uuid.uuid4().hex, utc_now()
         staging = f"_batch_{batch_id}"
         with self.engine.connect() as conn:
             self._ensure_ledger(conn)
@@ -188,14 +185,14 @@ class LocalPlatform:
                 else:
                     self._execute(conn, f'INSERT INTO "{spec.name}" SELECT * FROM "{staging}"')
                     self._execute(conn, f'DROP TABLE "{staging}"')
-                self._update_batch(conn, batch_id, status="success", rows=rows, files=files, completed=_now())
+                self._update_batch(conn, batch_id, status="success", rows=rows, files=files, completed=utc_now())
         except BaseException as exc:
             with self.engine.connect() as conn:
                 self._execute(conn, f'DROP TABLE IF EXISTS "{staging}"')
-                self._update_batch(conn, batch_id, status="failed", completed=_now(), error=_error_text(exc))
+                self._update_batch(conn, batch_id, status="failed", completed=utc_now(), error=_error_text(exc))
             raise
         logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
-        return BatchRecord(batch_id, spec.name, "success", rows, files, created, _now())
+        return BatchRecord(batch_id, spec.name, "success", rows, files, created, utc_now())
 
     def _update_batch(self, conn: Any, batch_id: str, **fields: Any) -> None:
         """Set ledger fields (names from this module, values bound) of one batch."""
@@ -276,7 +273,7 @@ class LocalPlatform:
             self._execute(
                 conn,
                 f"INSERT INTO ledger_exports VALUES ({self._marks(8)})",
-                [record.id, table, record.path, export_time, rows, files, size, _now()],
+                [record.id, table, record.path, export_time, rows, files, size, utc_now()],
             )
         logger.info(
             "Exported %s: %s rows in %d files (%s bytes) to %s", table, f"{rows:,}", files, f"{size:,}", record.path
@@ -287,7 +284,7 @@ class LocalPlatform:
     def _free_export_time(fs: fsspec.AbstractFileSystem, folder: str) -> str:
         """This second's export time, waiting for the next second if an export already took it."""
         while True:
-            export_time = _now().strftime("%Y%m%d%H%M%S")
+            export_time = utc_now().strftime("%Y%m%d%H%M%S")
             if not fs.exists(f"{folder}/exportTime={export_time}"):
                 return export_time
             time.sleep(0.2)
@@ -322,7 +319,7 @@ class LocalPlatform:
         self._execute(
             conn,
             f"INSERT INTO ledger_datasets VALUES ({self._marks(5)})",
-            [spec.name, columns, spec.identity, spec.profile_enabled, _now()],
+            [spec.name, columns, spec.identity, spec.profile_enabled, utc_now()],
         )
 
     def _check_existing_columns(self, conn: Any, spec: DatasetSpec) -> bool:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from .local_audiences import ProfileSource
 
 LogicalType = Literal["string", "int64", "float64", "bool", "timestamp", "date"]
 
@@ -135,6 +138,72 @@ class ExportRecord:
     bytes: int
 
 
+@dataclass(frozen=True)
+class AudienceDefinition:
+    """An audience as the user writes it: a name, a description and a PQL rule over profiles."""
+
+    name: str
+    rule: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class AudienceRecord:
+    """The platform's audience after an upsert: ``change`` is created, updated or unchanged."""
+
+    id: str
+    name: str
+    rule: str
+    version: int
+    change: str
+
+
+@dataclass(frozen=True)
+class AudienceJob:
+    """One evaluation of an audience (AEP's segment job): status, timing and member count."""
+
+    id: str
+    audience_id: str
+    audience_name: str
+    status: str
+    members: int
+    started: datetime
+    completed: datetime | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ActivationRequest:
+    """Which evaluated audiences (by job id) to deliver, and whether to repeat earlier deliveries."""
+
+    job_ids: tuple[str, ...]
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One activation of an evaluated audience to a destination, as the ledger records it."""
+
+    id: str
+    job_id: str
+    audience_name: str
+    destination: str
+    status: str
+    members: int
+    files: int
+    requests: int
+    bytes: int
+    started: datetime
+    completed: datetime | None
+    location: str | None = None
+    error: str | None = None
+
+
+def utc_now() -> datetime:
+    """The current UTC time, naive (the platform stores UTC without a zone)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 class Platform(Protocol):
     """The operations of the Platform port (see docs/architecture.md)."""
 
@@ -170,4 +239,18 @@ class Platform(Protocol):
 
     def batches(self, dataset: str | None = None) -> list[BatchRecord]:
         """The ledger's batches, newest first, optionally for one dataset."""
+        ...
+
+    def upsert_audience(self, definition: AudienceDefinition, source: ProfileSource) -> AudienceRecord:
+        """Create the audience, or update it when its rule, description or source changed (by name)."""
+        ...
+
+    def evaluate_audience(self, audience_id: str) -> AudienceJob:
+        """Evaluate an audience now (a segment job) and materialise its members."""
+        ...
+
+    def activate(
+        self, job_ids: list[str], destination: Any, attributes: list[str], force: bool = False
+    ) -> list[Delivery]:
+        """Deliver evaluated audiences to a destination; a job already delivered there is skipped unless forced."""
         ...

@@ -16,10 +16,11 @@ running AS (
         ecid,
         event_type,
         ts,
-        sum(CASE WHEN event_type = {{ conversion_event }} THEN 1 ELSE 0 END) OVER (PARTITION BY ecid) AS conversions,
+        CAST(sum(CASE WHEN event_type = {{ conversion_event }} THEN 1 ELSE 0 END) OVER (PARTITION BY ecid) AS BIGINT)
+            AS conversions,
         {%- for feature in counts %}
-        sum(CASE WHEN event_type = {{ feature.literal }} THEN 1 ELSE 0 END)
-            OVER (PARTITION BY ecid ORDER BY ts, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        CAST(sum(CASE WHEN event_type = {{ feature.literal }} THEN 1 ELSE 0 END)
+            OVER (PARTITION BY ecid ORDER BY ts, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS BIGINT)
             AS {{ feature.name }},
         {%- endfor %}
         {%- for feature in recency %}

@@ -184,3 +184,12 @@ def test_kedro_run_in_the_test_environment(tmp_path, kedro_session):
     assert profiles.row_count == 3_000
     assert 9 * 3_000 <= events.row_count <= 13 * 3_000
     assert (tmp_path / "data/platform.duckdb").exists()
+
+
+def test_conversions_stay_with_their_person_in_tiny_chunks():
+    """Conversion times may need more bits than event times: events must stay grouped by person."""
+    params = make_params(people=3)
+    for seed in range(300):
+        events = simulate_chunk(np.full(3, 3.0), params, np.random.default_rng(seed))
+        order = np.lexsort((events.time, events.person))
+        np.testing.assert_array_equal(order, np.arange(len(events)))

@@ -147,6 +147,10 @@ def test_engines_compute_identical_features(feature_set, tmp_path, pg_schema):
     for name in ("training", "scoring"):
         duck, pg = frames["duckdb", name], frames["postgres", name]
         assert len(duck) > 1_000
+        assert all(
+            dtype.kind in "iufbM" or name in ("ecid", "event_type", "loyalty_tier", "gender", "state")
+            for name, dtype in duck.dtypes.items()
+        ), duck.dtypes  # no decimals or objects
         pd.testing.assert_frame_equal(duck, pg, check_dtype=False)
 
 

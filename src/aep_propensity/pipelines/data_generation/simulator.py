@@ -70,14 +70,21 @@ def simulate_chunk(engagement: np.ndarray, params: DataGenerationParams, rng: np
     return _with_conversions(events, len(engagement), params, rng)
 
 
-def _sort_key(person: np.ndarray, time: np.ndarray) -> np.ndarray:
-    """One int64 per event ordering by (person, time): the person in the high bits."""
+def _sort_key(person: np.ndarray, time: np.ndarray, time_bits: int) -> np.ndarray:
+    """One int64 per event ordering by (person, time): the person above ``time_bits`` bits of time.
+
+    Keys are comparable only between arrays built with the same ``time_bits``.
+    """
     if len(time) and time.min() < 0:
         raise ValueError("event times must not precede the window start")
-    time_bits = int(time.max(initial=0)).bit_length()
     if int(person.max(initial=0)).bit_length() + time_bits > 63:
         raise ValueError("too many people per chunk for the event sort key; lower people_per_chunk")
     return (person << time_bits) | time
+
+
+def _time_bits(*times: np.ndarray) -> int:
+    """Bits needed for the largest of the given times."""
+    return max(int(t.max(initial=0)).bit_length() for t in times)
 
 
 def _event_order(person: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.ndarray:
@@ -86,7 +93,7 @@ def _event_order(person: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.n
     A radix sort by code, then a stable sort by one (person, time) key: twice as fast as lexsort.
     """
     by_code = np.argsort(code, kind="stable")
-    return by_code[np.argsort(_sort_key(person, time)[by_code], kind="stable")]
+    return by_code[np.argsort(_sort_key(person, time, _time_bits(time))[by_code], kind="stable")]
 
 
 def _base_and_child_events(
@@ -137,10 +144,9 @@ def clipped_walk(delta: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ini
     by_length = np.argsort(-lengths, kind="stable")
     starts, lengths = starts[by_length], lengths[by_length]
     current = np.full(len(starts), float(initial))
-    active = len(starts)
+    descending = -lengths
     for k in range(int(lengths.max(initial=0))):
-        while active and lengths[active - 1] <= k:
-            active -= 1
+        active = int(np.searchsorted(descending, -k, side="left"))  # people with more than k events
         index = starts[:active] + k
         current[:active] = np.clip(current[:active] + delta[index], 0.0, 1.0)
         p[index] = current[:active]
@@ -161,7 +167,10 @@ def _with_conversions(events: Events, n: int, params: DataGenerationParams, rng:
     success = np.flatnonzero(draws[events.code] & (rng.random(len(events)) < p))
     converting_person, first = np.unique(events.person[success], return_index=True)
     conversion_time = events.time[success[first]] + round(params.propensity.conversion_delay_seconds * US_PER_SECOND)
-    at = np.searchsorted(_sort_key(events.person, events.time), _sort_key(converting_person, conversion_time), "right")
+    bits = _time_bits(events.time, conversion_time)
+    at = np.searchsorted(
+        _sort_key(events.person, events.time, bits), _sort_key(converting_person, conversion_time, bits), "right"
+    )
     return Events(
         np.insert(events.person, at, converting_person),
         np.insert(events.time, at, conversion_time),

@@ -29,10 +29,13 @@ Approximation: a person whose draw succeeded in the last conversion_delay second
 has converted, but their ``web.formFilledOut`` lands at or after the cutoff, so the history cannot
 show it; the oracle treats them as unconverted. A draw in such a short span is negligible.
 
-People are processed in blocks of about two million person-replicas (a unit is one person in one
-replica), all units of a block at once with numpy. Within a block, a person's Poisson(mean) events in
-each of R replicas are drawn as Poisson(R x mean) events spread uniformly over the replicas, which is
-the same distribution and needs no draw per unit.
+Implementation: people are processed in blocks of about two million person-replicas (a unit is one
+person in one replica), all units of a block at once with numpy; times are whole microseconds from the
+cutoff, like the simulator's. A person's Poisson(mean) events in each of R replicas are drawn as
+Poisson(R x mean) events spread uniformly over the replicas (the same distribution, with no draw per
+unit). Children of pending children are made by the children pass like any other. Before the walk,
+a unit's events after its last drawing event, and the units without one, are dropped: they cannot
+convert. Each remaining unit's walk starts with a pseudo-event that sets its cutoff propensity.
 """
 
 from __future__ import annotations

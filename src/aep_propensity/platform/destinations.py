@@ -1,0 +1,190 @@
+"""Activation destinations of the local platform: files in cloud storage, or an HTTP endpoint.
+
+A destination receives one evaluated audience's members as record batches and delivers them;
+the platform records each delivery in its ledger. On AEP the same roles are played by Flow
+Service destination flows (cloud storage batch destinations, HTTP API destinations).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What a destination did with one audience."""
+
+    members: int
+    files: int = 0
+    requests: int = 0
+    bytes: int = 0
+    location: str | None = None
+
+
+class Destination(Protocol):
+    """Where activated audiences go."""
+
+    name: str
+
+    def deliver(
+        self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
+    ) -> DeliveryResult:
+        """Deliver one audience's members."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileDestination:
+    """A cloud-storage batch destination: one file per audience and delivery, with a manifest.
+
+    Files are named as AEP's batch destinations name them,
+    ``<destination>_<audience id>_<YYYYmmdd_HHMMSS>.<csv|parquet>`` under ``<path>/<audience>/``, and a
+    ``.manifest.json`` beside each file (written last) lists it with its rows and bytes.
+    """
+
+    name: str
+    path: str
+    format: Literal["csv", "parquet"] = "csv"
+    fs_args: dict[str, Any] = field(default_factory=dict)
+
+    def deliver(
+        self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
+    ) -> DeliveryResult:
+        """Write the members to one file, then its manifest."""
+        fs, root = fsspec.core.url_to_fs(self.path.rstrip("/"), **self.fs_args)
+        stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+        stem = f"{root}/{audience}/{self.name}_{audience_id}_{stamp}"
+        target = f"{stem}.{self.format}"
+        fs.makedirs(f"{root}/{audience}", exist_ok=True)
+        rows = 0
+        with fs.open(target, "wb") as sink:
+            writer = None
+            for batch in members:
+                if writer is None:
+                    writer = (
+                        pq.ParquetWriter(sink, batch.schema)
+                        if self.format == "parquet"
+                        else pacsv.CSVWriter(sink, batch.schema)
+                    )
+                writer.write_batch(batch)
+                rows += batch.num_rows
+            if writer is not None:
+                writer.close()
+        size = fs.size(target)
+        manifest = {
+            "destination": self.name,
+            "audience": audience,
+            "audience_id": audience_id,
+            "job_id": job_id,
+            "files": [{"name": target.rsplit("/", 1)[-1], "rows": rows, "bytes": size}],
+            "created": datetime.now(UTC).isoformat(),
+        }
+        with fs.open(f"{stem}.manifest.json", "w") as handle:
+            json.dump(manifest, handle, indent=2)
+        return DeliveryResult(members=rows, files=1, bytes=size, location=fs.unstrip_protocol(target))
+
+
+@dataclass(frozen=True)
+class HttpDestination:
+    """An HTTP API destination: members POSTed as JSON in batches, with timeouts and retries.
+
+    Each request carries ``{"audience", "audience_id", "job_id", "batch", "members": [...]}`` and an
+    ``Idempotency-Key`` header (``<job id>-<batch>``) so a receiver can drop a retried duplicate.
+    429 and 5xx answers are retried with exponential backoff, honouring ``Retry-After``.
+    """
+
+    name: str
+    url: str
+    batch_size: int = 1_000
+    timeout_seconds: float = 10.0
+    retries: int = 3
+    backoff_factor: float = 0.5
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def _session(self) -> requests.Session:
+        """A session that retries transient failures of any method (POSTs carry an idempotency key)."""
+        retry = Retry(
+            total=self.retries,
+            backoff_factor=self.backoff_factor,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=None,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        session = requests.Session()
+        session.mount("http://", HTTPAdapter(max_retries=retry))
+        session.mount("https://", HTTPAdapter(max_retries=retry))
+        return session
+
+    def deliver(
+        self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
+    ) -> DeliveryResult:
+        """POST the members in batches of ``batch_size``; any batch still failing after retries raises."""
+        rows = sent = size = 0
+        with self._session() as session:
+            for batch in _rebatch(members, self.batch_size):
+                body = json.dumps(
+                    {
+                        "audience": audience,
+                        "audience_id": audience_id,
+                        "job_id": job_id,
+                        "batch": sent,
+                        "members": batch.to_pylist(),
+                    },
+                    default=str,
+                ).encode()
+                response = session.post(
+                    self.url,
+                    data=body,
+                    timeout=self.timeout_seconds,
+                    headers={"Content-Type": "application/json", "Idempotency-Key": f"{job_id}-{sent}", **self.headers},
+                )
+                if response.status_code >= 400:
+                    raise requests.HTTPError(
+                        f"destination {self.name!r}: batch {sent} of audience {audience!r} failed "
+                        f"with HTTP {response.status_code} after {self.retries} retries"
+                    )
+                rows, sent, size = rows + batch.num_rows, sent + 1, size + len(body)
+        return DeliveryResult(members=rows, requests=sent, bytes=size, location=self.url)
+
+
+def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterable[pa.Table]:
+    """Regroup a stream of record batches into tables of exactly ``size`` rows (the last may be smaller)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(pending)
+
+
+def make_destination(config: dict[str, Any]) -> Destination:
+    """A destination from catalog configuration ``{type: files|http, name, ...}``."""
+    options = dict(config)
+    kind = options.pop("type", None)
+    if kind == "files":
+        return FileDestination(**options)
+    if kind == "http":
+        return HttpDestination(**options)
+    raise ValueError(f"unknown destination type {kind!r}; use 'files' or 'http'")
