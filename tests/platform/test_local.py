@@ -213,3 +213,10 @@ def test_dropped_connection_leaves_nothing_visible(pg_schema, tmp_path):
     assert platform.handle("people").row_count == 3
     assert [b.status for b in platform.batches("people")] == ["failed", "success"]
     assert not platform.query("SELECT table_name FROM information_schema.tables WHERE table_name LIKE '_batch_%'").size
+
+
+def test_query_returns_every_row_of_a_multi_batch_result(platform):
+    """A grouped result can arrive in several batches: all of them come back."""
+    platform.ingest(SPEC, [chunk(0, 5_000)])
+    frame = platform.query('SELECT age % 1000 AS bucket, count(*) AS n FROM "people" GROUP BY age % 1000')
+    assert len(frame) == 1_000 and frame["n"].sum() == 5_000

@@ -130,13 +130,15 @@ class DuckDBEngine:
         yield from conn.sql(sql).to_arrow_reader(batch_rows)
 
     def fetch_arrow(self, conn: duckdb.DuckDBPyConnection, sql: str, max_rows: int) -> pa.Table:
-        """Fetch at most ``max_rows`` rows."""
+        """Fetch at most ``max_rows`` rows (a result may arrive in several batches)."""
         reader = conn.sql(sql).to_arrow_reader(max_rows)
-        try:
-            first = reader.read_next_batch()
-        except StopIteration:
-            return reader.schema.empty_table()
-        return pa.Table.from_batches([first])
+        batches, rows = [], 0
+        for batch in reader:
+            batches.append(batch.slice(0, max_rows - rows))
+            rows += batches[-1].num_rows
+            if rows >= max_rows:
+                break
+        return pa.Table.from_batches(batches, schema=reader.schema)
 
     def table_columns(self, conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]] | None:
         """Columns from DuckDB's information schema."""

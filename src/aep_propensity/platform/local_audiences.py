@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import uuid
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -259,7 +260,8 @@ class LocalAudiences:
             f"ON p.ecid = m.ecid WHERE m.job_id = {literal(job.id)} ORDER BY m.ecid"
         )
         try:
-            result = destination.deliver(job.audience_name, job.audience_id, job.id, self.read_batches(members))
+            with closing(self.read_batches(members)) as batches:  # closed before the ledger is written
+                result = destination.deliver(job.audience_name, job.audience_id, job.id, batches)
         except Exception as exc:
             with self.engine.connect() as conn:
                 self._set_delivery(conn, delivery_id, status="failed", completed=utc_now(), error=str(exc)[:2000])
