@@ -1,11 +1,13 @@
-"""Project hooks: the run's identity, handed to the nodes that stamp their outputs with it.
+"""Project hooks: the run's identity for the nodes that stamp their outputs with it, and node timings.
 
 Nodes stay pure: instead of reading the clock or making ids, a node that records a run (scoring)
-takes ``run_context`` as an input, which this hook puts in the catalog before the run starts.
+takes ``run_context`` as an input, which a hook puts in the catalog before the run starts.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +15,9 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
+
+logger = logging.getLogger(__name__)
 
 RUN_CONTEXT = "run_context"
 
@@ -35,3 +39,21 @@ class RunContextHooks:
         if RUN_CONTEXT in pipeline.inputs():
             run_id = run_params.get("run_id") or uuid.uuid4().hex
             catalog[RUN_CONTEXT] = RunContext(str(run_id), datetime.now(UTC).replace(tzinfo=None))
+
+
+class NodeTimingHooks:
+    """Logs how long each node took (loading, running and saving its datasets)."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        """Note when the node starts."""
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, node: Node) -> None:
+        """Log the node's time once its last output is saved."""
+        if node.name in self._started and dataset_name == node.outputs[-1]:
+            logger.info("Node %s took %.2f s", node.name, time.perf_counter() - self._started.pop(node.name))

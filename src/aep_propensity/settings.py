@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from aep_propensity.hooks import RunContextHooks
+from aep_propensity.hooks import NodeTimingHooks, RunContextHooks
 
-HOOKS = (RunContextHooks(),)
+HOOKS = (RunContextHooks(), NodeTimingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

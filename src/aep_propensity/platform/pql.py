@@ -25,7 +25,9 @@ as AEP documents them, ``date(2020, 3, 14)``. Existence is AEP's ``X.isNotNull()
 second argument of the string functions is AEP's case-sensitivity flag (default ``true``);
 ``false`` compares both sides through ``lower()``. ``notIn``, ``doesNotStartWith``,
 ``doesNotEndWith`` and ``isNotNull`` are read as ``not`` over their positive form. Anything else
-(other functions, ``like``, arithmetic, lambdas, relative time, ``xEvent``) is a :class:`PqlError`.
+(other functions, ``like``, arithmetic, lambdas, relative time, ``xEvent``) is a :class:`PqlError`,
+and so is nesting ``not``/``!``/parentheses more than :data:`MAX_NESTING` deep (which keeps parser,
+compiler and sqlglot far from Python's recursion limit; chains of ``and``/``or`` are flat and unbounded).
 
 Semantics are SQL's three-valued logic: a comparison, ``in`` or string function over a NULL field is
 unknown, and so is its negation, so neither ``X != v`` nor ``not X = v`` nor ``X notIn [...]``
@@ -48,7 +50,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -72,6 +75,8 @@ _STRING_FUNCTIONS = {
 _NULL_CHECKS = {"isNull": False, "isNotNull": True}
 _RESERVED = frozenset({"and", "or", "not", "in", "notIn", "true", "false"})
 _INT64 = 2**63
+#: How deeply ``not``, ``!`` and parentheses may nest (bounds the recursion of parser and compiler).
+MAX_NESTING = 16
 _TOKEN = re.compile(
     r"(?P<space>\s+)"
     r"|(?P<number>-?[0-9]+(?:\.[0-9]+)?)"
@@ -100,7 +105,6 @@ class PqlError(ValueError):
 
     def __init__(self, problem: str, position: int) -> None:
         super().__init__(f"{problem} at position {position}")
-        self.problem = problem
         self.position = position
 
 
@@ -189,18 +193,16 @@ class Not:
 
 @dataclass(frozen=True)
 class And:
-    """``left and right``."""
+    """``a and b and ...``: two or more operands (a chain of ``and`` is one node)."""
 
-    left: Node
-    right: Node
+    operands: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Or:
-    """``left or right``."""
+    """``a or b or ...``: two or more operands (a chain of ``or`` is one node)."""
 
-    left: Node
-    right: Node
+    operands: tuple[Node, ...]
 
 
 Node = Comparison | InList | StringMatch | IsNull | Not | And | Or
@@ -283,6 +285,7 @@ class _Parser:
     def __init__(self, rule: str) -> None:
         self.tokens = _tokenize(rule)
         self.index = 0
+        self.depth = 0
 
     def peek(self, offset: int = 0) -> _Token:
         """The token ``offset`` places ahead, without consuming it."""
@@ -319,28 +322,40 @@ class _Parser:
         return node
 
     def or_expr(self) -> Node:
-        """``and_expr ("or" and_expr)*``, left-associative."""
-        node = self.and_expr()
+        """``and_expr ("or" and_expr)*``, flattened into one :class:`Or`."""
+        operands = [self.and_expr()]
         while self.accept("or"):
-            node = Or(node, self.and_expr())
-        return node
+            operands.append(self.and_expr())
+        return operands[0] if len(operands) == 1 else Or(tuple(operands))
 
     def and_expr(self) -> Node:
-        """``unary ("and" unary)*``, left-associative."""
-        node = self.unary()
+        """``unary ("and" unary)*``, flattened into one :class:`And`."""
+        operands = [self.unary()]
         while self.accept("and"):
-            node = And(node, self.unary())
-        return node
+            operands.append(self.unary())
+        return operands[0] if len(operands) == 1 else And(tuple(operands))
 
     def unary(self) -> Node:
         """``not``/``!`` over a unary, a parenthesised rule, or a condition."""
+        token = self.peek()
         if self.accept("not") or self.accept("!"):
-            return Not(self.unary())
+            with self.nested(token):
+                return Not(self.unary())
         if self.accept("("):
-            node = self.or_expr()
+            with self.nested(token):
+                node = self.or_expr()
             self.expect(")")
             return node
         return self.condition()
+
+    @contextmanager
+    def nested(self, token: _Token) -> Iterator[None]:
+        """One more level of ``not`` or parentheses, refused beyond :data:`MAX_NESTING`."""
+        if self.depth == MAX_NESTING:
+            raise PqlError(f"rule nested more than {MAX_NESTING} levels deep", token.position)
+        self.depth += 1
+        yield
+        self.depth -= 1
 
     def condition(self) -> Node:
         """A comparison, ``in``/``notIn`` list or method call on a field path."""
@@ -467,8 +482,8 @@ class _Compiler:
     def sql(self, node: Node) -> str:
         """The SQL predicate for ``node``."""
         if isinstance(node, (And, Or)):
-            keyword = "AND" if isinstance(node, And) else "OR"
-            return f"({self.sql(node.left)} {keyword} {self.sql(node.right)})"
+            keyword = " AND " if isinstance(node, And) else " OR "
+            return f"({keyword.join(self.sql(operand) for operand in node.operands)})"
         if isinstance(node, Not):
             return f"(NOT {self.sql(node.operand)})"
         if isinstance(node, IsNull):

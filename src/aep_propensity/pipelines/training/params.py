@@ -35,7 +35,7 @@ class LightGBMParams(_Frozen):
     subsample_freq: int = Field(ge=0)
     colsample_bytree: float = Field(gt=0, le=1)
     reg_lambda: float = Field(ge=0)
-    n_jobs: int = 2
+    n_jobs: int = Field(1, gt=0)
 
 
 class LogisticParams(_Frozen):
