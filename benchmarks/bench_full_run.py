@@ -9,30 +9,12 @@ Each run clones the repository's HEAD into a temporary folder (so data/ starts e
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import PROJECT
-
-
-def run_once(clone: Path) -> tuple[float, float]:
-    """Seconds and peak RSS (MiB) of one `kedro run` in ``clone``."""
-    kedro = Path(sys.executable).with_name("kedro")
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [str(kedro), "run"], cwd=clone, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"kedro run failed: {process.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+from benchmarks.common import PROJECT, timed_kedro_run
 
 
 def main() -> None:
@@ -45,7 +27,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             clone = Path(folder) / "clone"
             subprocess.run(["git", "clone", "-q", str(PROJECT), str(clone)], check=True)
-            seconds, rss = run_once(clone)
+            seconds, rss = timed_kedro_run(clone)
             reports = sorted((clone / "data/08_reporting/destinations/cloud_storage").rglob("*.csv"))
             if not reports or not (clone / "data/08_reporting/activation_report.csv").exists():
                 raise RuntimeError("the run left no audience files or activation report")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,3 +57,27 @@ def run_isolated(module: str, *args: str) -> dict[str, Any]:
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
     """The median of ``key`` over runs."""
     return statistics.median(run[key] for run in runs)
+
+
+def conf_copy(folder: Path) -> Path:
+    """A copy of conf/ whose base data root is ``folder/data`` (absolute), for runs that leave data/ alone."""
+    conf = folder / "conf"
+    shutil.copytree(PROJECT / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    globals_file = conf / "base" / "globals.yml"
+    globals_file.write_text(globals_file.read_text().replace("data_root: data", f"data_root: {folder / 'data'}", 1))
+    return conf
+
+
+def timed_kedro_run(cwd: Path, *args: str) -> tuple[float, float]:
+    """Seconds and peak RSS (MiB) of ``kedro run *args`` in a fresh process started in ``cwd``."""
+    kedro = Path(sys.executable).with_name("kedro")
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(kedro), "run", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"kedro run {' '.join(args)} failed: {process.stderr.read().decode()[-3000:]}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024

@@ -342,7 +342,7 @@ class LocalPlatform(LocalAudiences):
         self._execute(conn, f'CREATE TABLE "{table}" ({ddl})')
 
 
-def conform_chunk(chunk: pa.Table | pd.DataFrame, spec: DatasetSpec, index: int) -> pa.Table:
+def conform_chunk(chunk: pa.Table | pa.RecordBatch | pd.DataFrame, spec: DatasetSpec, index: int) -> pa.Table:
     """Check a chunk against the dataset's schema and return it as an Arrow table in column order.
 
     Raises :class:`SchemaMismatchError` naming the dataset, chunk, column and number of bad rows
@@ -351,6 +351,8 @@ def conform_chunk(chunk: pa.Table | pd.DataFrame, spec: DatasetSpec, index: int)
     where = f"dataset {spec.name!r}, chunk {index}"
     if isinstance(chunk, pd.DataFrame):
         chunk = pa.Table.from_pandas(chunk, preserve_index=False)
+    elif isinstance(chunk, pa.RecordBatch):
+        chunk = pa.Table.from_batches([chunk])
     if not isinstance(chunk, pa.Table):
         raise SchemaMismatchError(f"{where}: expected an Arrow table or DataFrame, got {type(chunk).__name__}")
     missing = [name for name in spec.column_names if name not in chunk.column_names]
