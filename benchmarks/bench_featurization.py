@@ -7,12 +7,17 @@ Generates the people once into a fresh DuckDB file, then times (medians of 3, in
 - the point-in-time training features and the scoring features (CTAS, as the pipeline runs them).
 Target: featurization <= 4x the floor. Printed beside them, for reference: the same training
 features on PostgreSQL (once) and a straightforward pandas groupby of the same features (once).
+Also the export of the whole events table (about 10.6M rows) as Parquet in the Data Landing Zone
+layout, in a fresh process, with that process's peak RSS (bounded memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import uuid
 
@@ -82,7 +87,11 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--export", nargs=2, metavar=("DATABASE", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.export:
+        print(json.dumps(export_once(*args.export)))
+        return
     params = feature_params()
     with tempfile.TemporaryDirectory() as folder:
         duck = make_platform(
@@ -104,11 +113,44 @@ def main() -> None:
             f"DuckDB training features: median {t:.2f} s = {t / f:.2f}x the floor; "
             f"scoring features: median {s:.2f} s = {s / f:.2f}x; peak RSS {peak_rss_mb():,.0f} MiB"
         )
+        output = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_featurization",
+                "--export",
+                f"{folder}/platform.duckdb",
+                f"{folder}/dlz",
+            ],
+            cwd=PROJECT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        exported = json.loads(output.strip().splitlines()[-1])
+        print(
+            f"export of experience_events: {exported['rows']:,} rows in {exported['files']} files, "
+            f"{exported['bytes'] / 2**20:,.0f} MiB, {exported['seconds']:.1f} s, "
+            f"peak RSS of the exporting process {exported['peak_rss_mb']:,.0f} MiB"
+        )
         frame = pa_to_pandas(duck)
         seconds, _ = timed(lambda: pandas_features(frame, params))
         print(f"pandas groupby of the same features (events already in memory): {seconds:.2f} s = {seconds / f:.2f}x")
         if not args.skip_postgres:
             postgres_reference(duck, training)
+
+
+def export_once(database: str, target: str) -> dict:
+    """Export the events table of ``database`` to ``target`` in this process; figures as a dict."""
+    platform = make_platform({"backend": "duckdb", "path": database, "memory_limit": "1GB", "threads": 2})
+    seconds, record = timed(lambda: platform.export("experience_events", target))
+    return {
+        "rows": record.rows,
+        "files": record.files,
+        "bytes": record.bytes,
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def pa_to_pandas(duck) -> pd.DataFrame:

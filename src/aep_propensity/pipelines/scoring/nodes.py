@@ -16,25 +16,28 @@ from aep_propensity.platform.sql import identifier, render_template
 
 def score_batch(batch: pa.RecordBatch, model: PropensityModel, run: RunContext) -> pa.Table:
     """Scores of one batch: the probability of converting within the horizon and its decile, or,
-    for people already converted, no score and ``converted`` true."""
-    frame = batch.to_pandas()
-    if "converted" not in frame.columns:
-        raise ValueError("scoring features have no 'converted' column")
-    converted = frame["converted"].fillna(False).to_numpy(dtype=bool)
-    scores = np.full(len(frame), np.nan)
-    deciles = np.zeros(len(frame), dtype=np.int64)
+    for people already converted, no score and ``converted`` true. Only the model's features reach pandas."""
+    for name in ("ecid", "converted"):
+        if name not in batch.schema.names:
+            raise ValueError(f"scoring features have no {name!r} column")
+    converted = batch.column("converted").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    scores = np.full(batch.num_rows, np.nan)
+    deciles = np.zeros(batch.num_rows, dtype=np.int64)
     if (~converted).any():
-        scores[~converted] = model.predict(frame.loc[~converted])
+        present = [name for name in model.features if name in batch.schema.names]
+        frame = batch.select(present).to_pandas().loc[~converted]
+        scores[~converted] = model.predict(frame)
         deciles[~converted] = model.deciles(scores[~converted])
+    rows = batch.num_rows
     return pa.table(
         {
-            "ecid": pa.array(frame["ecid"].astype(str).to_numpy()),
+            "ecid": batch.column("ecid").cast(pa.string()),
             "score": pa.array(scores, mask=converted),
             "decile": pa.array(deciles, mask=converted),
             "converted": pa.array(converted),
-            "model_id": pa.array([model.model_id] * len(frame), pa.string()),
-            "run_id": pa.array([run.run_id] * len(frame), pa.string()),
-            "scored_at": pa.array([run.started_at] * len(frame), pa.timestamp("us")),
+            "model_id": pa.array([model.model_id] * rows, pa.string()),
+            "run_id": pa.array([run.run_id] * rows, pa.string()),
+            "scored_at": pa.array([run.started_at] * rows, pa.timestamp("us")),
         }
     )
 
@@ -43,7 +46,9 @@ def score_profiles(
     scoring_data: Iterable[pa.RecordBatch], model: PropensityModel, run_context: RunContext
 ) -> ChunkSequence[pa.Table]:
     """One score row per profile for this run, as a lazy sequence of chunks (one batch when ingested)."""
-    return ChunkSequence.mapped(lambda batch: score_batch(batch, model, run_context), scoring_data, "propensity_scores")
+    return ChunkSequence.mapped(
+        lambda batch: score_batch(batch, model, run_context), scoring_data, "propensity_scores", workers=2
+    )
 
 
 def select_scoring_export(scoring_features: TableHandle) -> TableHandle:

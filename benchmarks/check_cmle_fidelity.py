@@ -1,0 +1,68 @@
+"""The cmle mode against the original's saved run: 5 seeds of 100,000 people, averaged.
+
+    python -m benchmarks.check_cmle_fidelity [--seeds 5] [--people 100000]
+
+Bounds (issue "Foundation"): total events within 1.5% of 1,064,218; converting share within 0.5
+points of 14.83%; each event type with 10,000 or more occurrences within 3% of its count in
+cmle-notebooks.md §3.1, rarer types within 8%. Prints every figure and exits non-zero on a miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from aep_propensity.pipelines.data_generation.params import DataGenerationParams
+from aep_propensity.pipelines.data_generation.simulator import TYPE_NAMES, simulate_chunk
+from benchmarks.common import base_parameters
+
+ORIGINAL = {
+    "directMarketing.emailSent": 500_694,
+    "directMarketing.emailOpened": 197_690,
+    "web.webpagedetails.pageViews": 100_165,
+    "advertising.impressions": 100_004,
+    "directMarketing.emailClicked": 42_967,
+    "commerce.productViews": 31_659,
+    "web.webinteraction.linkClicks": 31_332,
+    "decisioning.propositionDisplay": 31_194,
+    "web.formFilledOut": 14_827,
+    "advertising.clicks": 6_354,
+    "commerce.purchases": 2_484,
+    "decisioning.propositionDismiss": 2_475,
+    "decisioning.propositionInteract": 2_373,
+}
+
+
+def main() -> None:
+    """Simulate, compare, print."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--people", type=int, default=100_000)
+    args = parser.parse_args()
+    params = DataGenerationParams(**base_parameters("data_generation", mode="cmle", people=args.people))
+    totals = np.zeros(len(TYPE_NAMES))
+    for seed in range(args.seeds):
+        events = simulate_chunk(np.ones(args.people), params, np.random.default_rng(seed))
+        totals += np.bincount(events.code, minlength=len(TYPE_NAMES))
+    counts = dict(zip(TYPE_NAMES, totals * 100_000 / (args.people * args.seeds), strict=True))
+    misses = []
+    total = sum(counts.values())
+    share = counts["web.formFilledOut"] / 100_000
+    print(
+        f"total events per 100k people: {total:,.0f} vs 1,064,218 ({100 * (total / 1_064_218 - 1):+.2f}%, bound 1.5%)"
+    )
+    print(f"converting share: {100 * share:.2f}% vs 14.83% ({100 * (share - 0.1483):+.2f} points, bound 0.5)")
+    misses += ["total"] * (abs(total / 1_064_218 - 1) > 0.015) + ["conversion"] * (abs(share - 0.1483) > 0.005)
+    for name, original in ORIGINAL.items():
+        bound = 0.03 if original >= 10_000 else 0.08
+        error = counts[name] / original - 1
+        print(f"  {name:34s} {counts[name]:>10,.0f} vs {original:>8,} ({100 * error:+.2f}%, bound {100 * bound:.0f}%)")
+        misses += [name] * (abs(error) > bound)
+    print("all within bounds" if not misses else f"OUT OF BOUNDS: {misses}")
+    sys.exit(1 if misses else 0)
+
+
+if __name__ == "__main__":
+    main()
