@@ -48,7 +48,9 @@ class PropensityModel:
                     raise FeatureMismatchError(
                         f"model {self.model_id}: feature {name!r} must be text, got {column.dtype}"
                     )
-                columns[name] = pd.Categorical(column.astype("string"), categories=self.categories[name])
+                text = column.astype("string")
+                known = text.where(text.isin(self.categories[name]))  # unseen levels score as missing
+                columns[name] = pd.Categorical(known, categories=self.categories[name])
             elif ptypes.is_numeric_dtype(column) or ptypes.is_bool_dtype(column):
                 columns[name] = column.astype("float64")
             else:

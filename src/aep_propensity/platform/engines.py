@@ -92,12 +92,14 @@ class DuckDBEngine:
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the database file (read-only if asked and it exists) inside one transaction."""
-        if read_only and not Path(self.path).exists():
-            read_only = False
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        """Open the database file inside one transaction; a read before the file exists sees an empty
+        database (in memory) rather than creating the file."""
         config = {"memory_limit": self.memory_limit, "threads": self.threads}
-        conn = duckdb.connect(self.path, read_only=read_only, config=config)
+        if read_only and not Path(self.path).exists():
+            conn = duckdb.connect(":memory:", config=config)
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = duckdb.connect(self.path, read_only=read_only, config=config)
         try:
             conn.begin()
             yield conn

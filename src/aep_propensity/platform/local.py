@@ -210,18 +210,15 @@ class LocalPlatform(LocalAudiences):
         if dataset is not None:
             sql += f" WHERE dataset = {self.engine.placeholder}"
             params.append(dataset)
-        with self.engine.connect() as conn:
-            self._ensure_ledger(conn)
-            rows = self._fetchall(conn, sql + " ORDER BY created DESC", params)
+        rows = self._read_ledger("ledger_batches", sql + " ORDER BY created DESC", params)
         return [BatchRecord(*row) for row in rows]
 
     def datasets(self) -> pd.DataFrame:
         """The dataset registry: name, columns and types, identity column, profile flag."""
-        with self.engine.connect() as conn:
-            self._ensure_ledger(conn)
-            rows = self._fetchall(
-                conn, "SELECT name, columns, identity, profile_enabled, updated FROM ledger_datasets ORDER BY name", []
-            )
+        rows = self._read_ledger(
+            "ledger_datasets",
+            "SELECT name, columns, identity, profile_enabled, updated FROM ledger_datasets ORDER BY name",
+        )
         frame = pd.DataFrame(rows, columns=["name", "columns", "identity", "profile_enabled", "updated"])
         frame["columns"] = frame["columns"].map(json.loads)
         return frame
@@ -290,6 +287,13 @@ class LocalPlatform(LocalAudiences):
             time.sleep(0.2)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _read_ledger(self, table: str, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Rows of a ledger query on a read-only connection; none while the ledger table does not exist."""
+        with self.engine.connect(read_only=True) as conn:
+            if self.engine.table_columns(conn, table) is None:
+                return []
+            return self._fetchall(conn, sql, params or [])
 
     def _marks(self, n: int) -> str:
         """``n`` DB-API placeholders joined by commas."""

@@ -174,9 +174,9 @@ class LocalAudiences:
 
     def audience_jobs(self, latest_only: bool = True) -> list[AudienceJob]:
         """The audience jobs, newest first; by default only each audience's latest successful one."""
-        with self.engine.connect() as conn:
-            self._ensure_audience_ledger(conn)
-            rows = self._fetchall(conn, f"SELECT {_JOB_COLUMNS} FROM ledger_audience_jobs ORDER BY started DESC", [])
+        rows = self._read_ledger(
+            "ledger_audience_jobs", f"SELECT {_JOB_COLUMNS} FROM ledger_audience_jobs ORDER BY started DESC"
+        )
         jobs = [AudienceJob(*row) for row in rows]
         if not latest_only:
             return jobs
@@ -311,7 +311,5 @@ class LocalAudiences:
         sql, params = f"SELECT {_DELIVERY_COLUMNS} FROM ledger_deliveries", []
         if destination is not None:
             sql, params = sql + f" WHERE destination = {self.engine.placeholder}", [destination]
-        with self.engine.connect() as conn:
-            self._ensure_audience_ledger(conn)
-            rows = self._fetchall(conn, sql + " ORDER BY started DESC", params)
+        rows = self._read_ledger("ledger_deliveries", sql + " ORDER BY started DESC", params)
         return [Delivery(*row) for row in rows]

@@ -85,7 +85,8 @@ def _fit_lightgbm(
     model.fit(
         train_x,
         train_y,
-        eval_set=[(valid_x, valid_y)],
+        eval_X=(valid_x,),
+        eval_y=(valid_y,),
         eval_metric="auc",
         callbacks=[lgb.early_stopping(settings["early_stopping_rounds"], verbose=False)],
     )
