@@ -31,7 +31,13 @@ def base_parameters(pipeline: str, **overrides: Any) -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB."""
+    """This process's peak resident memory in MiB (VmHWM: getrusage's figure can carry a parent's peak
+    across fork and exec on Linux)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
