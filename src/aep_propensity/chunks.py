@@ -4,17 +4,15 @@ Kedro calls a dataset's ``save`` once per yield of a generator node, which would
 into many; a node returns a :class:`ChunkSequence` instead and the dataset ingests all of its
 chunks as one batch. Iterating runs the work, chunk by chunk, and logs progress; the next chunk
 is made in a background thread while the consumer handles the current one (numpy, Arrow, LightGBM
-and the engines release the GIL), so only a few chunks are ever in memory. A mapped sequence can
-transform several chunks at once (``workers``), in order.
+and the engines release the GIL), so at most two chunks are in memory.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -38,10 +36,8 @@ class ChunkSequence(Generic[T]):
         return cls(lambda: (make_chunk(index) for index in range(n_chunks)), label, n_chunks)
 
     @classmethod
-    def mapped(cls, transform: Callable[[S], T], source: Iterable[S], label: str, workers: int = 1) -> ChunkSequence[T]:
-        """``transform`` applied to each chunk of a re-iterable ``source``, on ``workers`` threads, in order."""
-        if workers > 1:
-            return cls(lambda: _ordered_map(transform, source, workers), label, getattr(source, "n_chunks", None))
+    def mapped(cls, transform: Callable[[S], T], source: Iterable[S], label: str) -> ChunkSequence[T]:
+        """``transform`` applied to each chunk of a re-iterable ``source``."""
         return cls(lambda: (transform(chunk) for chunk in source), label, getattr(source, "n_chunks", None))
 
     def __repr__(self) -> str:
@@ -65,15 +61,3 @@ class ChunkSequence(Generic[T]):
                     f"{rate:,.0f}",
                 )
                 yield chunk
-
-
-def _ordered_map(transform: Callable[[S], T], source: Iterable[S], workers: int) -> Iterator[T]:
-    """``transform`` over ``source`` on ``workers`` threads, results in source order, at most ``workers`` pending."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform") as pool:
-        pending: deque[Future[T]] = deque()
-        for chunk in source:
-            pending.append(pool.submit(transform, chunk))
-            if len(pending) >= workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()

@@ -93,6 +93,6 @@ def test_event_ids_are_unique_seeded_hex():
     rank = np.tile(np.arange(7), 50_000)
     ids = event_ids(3, person, rank).to_pylist()
     assert len(set(ids)) == len(ids)
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids[:1000])
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids[:1000])
     assert event_ids(3, person[:10], rank[:10]).to_pylist() == ids[:10]
     assert not set(event_ids(4, person[:1000], rank[:1000]).to_pylist()) & set(ids)

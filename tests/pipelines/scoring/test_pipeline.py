@@ -107,9 +107,3 @@ def test_a_failed_run_changes_nothing_visible(platform, model):
     pd.testing.assert_frame_equal(platform.query('SELECT * FROM "enriched_profiles" ORDER BY ecid'), before)
     assert platform.query('SELECT count(DISTINCT run_id) AS runs FROM "propensity_scores"')["runs"][0] == 1
     assert [b.status for b in platform.batches("propensity_scores")] == ["failed", "success"]
-
-
-def test_parallel_mapping_keeps_the_order():
-    chunks = ChunkSequence.mapped(lambda x: [x] * (5 - x % 5), list(range(40)), "order", workers=3)
-    assert [chunk[0] for chunk in chunks] == list(range(40))
-    assert [chunk[0] for chunk in chunks] == list(range(40))  # re-iterable

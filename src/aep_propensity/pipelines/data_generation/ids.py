@@ -13,7 +13,7 @@ same block/tail structure, so each such group is hashed as a ``(rows, bytes)`` m
 the temporaries cache-sized. Strings are built with pyarrow compute kernels rather than per-row formatting;
 as a ``pa.StringArray`` holds at most 2 GiB of characters, callers should pass at most ~50M indices at once.
 
-Event ids (XDM ``_id``) are 128-bit hex strings derived from (seed, person, rank of the event within
+Event ids (XDM ``_id``) are 64-bit hex strings derived from (seed, person, rank of the event within
 the person) by the splitmix64 mixer: unique, seeded, and fast to make in numpy.
 """
 
@@ -221,16 +221,15 @@ def _fixed_width_strings(chars: np.ndarray) -> pa.StringArray:
 
 
 def event_ids(seed: int, person_index: np.ndarray, rank: np.ndarray) -> pa.Array:
-    """The ``_id`` (32 hex digits, 128 bits) of each event (person index, rank within the person), seeded.
+    """The ``_id`` (16 hex digits) of each event (person index, rank within the person), seeded.
 
-    Distinct (person, rank) pairs with rank < 2**24 give distinct ids within a seed: the 128 bits
-    are two splitmix64 images of the injective key ``person << 24 | rank``.
+    Distinct (person, rank) pairs with rank < 2**24 give distinct ids within a seed: the key
+    ``person << 24 | rank`` is injective, and xor with the seed's salt and splitmix64 are bijections.
     """
     key = (person_index.astype(np.uint64) << np.uint64(24)) | rank.astype(np.uint64)
     salt = _splitmix64(np.array([seed], dtype=np.uint64))[0]
-    words = np.stack([_splitmix64(key ^ salt), _splitmix64(key ^ ~salt)], axis=1)
-    octets = words.astype(">u8").view(np.uint8).reshape(len(key), 16)
-    nibbles = np.empty((len(key), 32), dtype=np.uint8)
+    octets = _splitmix64(key ^ salt).astype(">u8").view(np.uint8).reshape(len(key), 8)
+    nibbles = np.empty((len(key), 16), dtype=np.uint8)
     nibbles[:, 0::2], nibbles[:, 1::2] = octets >> 4, octets & 15
     chars = nibbles + np.uint8(ord("0")) + (nibbles > 9) * np.uint8(ord("a") - ord("9") - 1)
     return _fixed_width_strings(chars).cast(pa.string())

@@ -46,9 +46,7 @@ def score_profiles(
     scoring_data: Iterable[pa.RecordBatch], model: PropensityModel, run_context: RunContext
 ) -> ChunkSequence[pa.Table]:
     """One score row per profile for this run, as a lazy sequence of chunks (one batch when ingested)."""
-    return ChunkSequence.mapped(
-        lambda batch: score_batch(batch, model, run_context), scoring_data, "propensity_scores", workers=2
-    )
+    return ChunkSequence.mapped(lambda batch: score_batch(batch, model, run_context), scoring_data, "propensity_scores")
 
 
 def select_scoring_export(scoring_features: TableHandle) -> TableHandle:
