@@ -185,22 +185,24 @@ class LocalPlatform(LocalAudiences):
                 else:
                     self._execute(conn, f'INSERT INTO "{spec.name}" SELECT * FROM "{staging}"')
                     self._execute(conn, f'DROP TABLE "{staging}"')
-                self._update_batch(conn, batch_id, status="success", rows=rows, files=files, completed=utc_now())
+                self._update_ledger(
+                    conn, "ledger_batches", batch_id, status="success", rows=rows, files=files, completed=utc_now()
+                )
         except BaseException as exc:
             with self.engine.connect() as conn:
                 self._execute(conn, f'DROP TABLE IF EXISTS "{staging}"')
-                self._update_batch(conn, batch_id, status="failed", completed=utc_now(), error=_error_text(exc))
+                self._update_ledger(
+                    conn, "ledger_batches", batch_id, status="failed", completed=utc_now(), error=_error_text(exc)
+                )
             raise
         logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
         return BatchRecord(batch_id, spec.name, "success", rows, files, created, utc_now())
 
-    def _update_batch(self, conn: Any, batch_id: str, **fields: Any) -> None:
-        """Set ledger fields (names from this module, values bound) of one batch."""
+    def _update_ledger(self, conn: Any, table: str, row_id: str, **fields: Any) -> None:
+        """Set fields (names from this package, values bound) of one row of a ledger table."""
         assignments = ", ".join(f"{name} = {self.engine.placeholder}" for name in fields)
         self._execute(
-            conn,
-            f"UPDATE ledger_batches SET {assignments} WHERE id = {self.engine.placeholder}",
-            [*fields.values(), batch_id],
+            conn, f"UPDATE {table} SET {assignments} WHERE id = {self.engine.placeholder}", [*fields.values(), row_id]
         )
 
     def batches(self, dataset: str | None = None) -> list[BatchRecord]:

@@ -155,22 +155,17 @@ class LocalAudiences:
                         0
                     ][0]
                 )
-                self._set_job(conn, job_id, status="SUCCEEDED", members=members, completed=utc_now())
+                self._update_ledger(
+                    conn, "ledger_audience_jobs", job_id, status="SUCCEEDED", members=members, completed=utc_now()
+                )
         except Exception as exc:
             with self.engine.connect() as conn:
-                self._set_job(conn, job_id, status="FAILED", completed=utc_now(), error=str(exc)[:2000])
+                self._update_ledger(
+                    conn, "ledger_audience_jobs", job_id, status="FAILED", completed=utc_now(), error=str(exc)[:2000]
+                )
             raise PlatformError(f"evaluating audience {name!r} failed: {exc}") from exc
         logger.info("Audience %s: %s members", name, f"{members:,}")
         return AudienceJob(job_id, audience_id, name, "SUCCEEDED", members, started, utc_now())
-
-    def _set_job(self, conn: Any, job_id: str, **fields: Any) -> None:
-        """Update fields of one audience job."""
-        assignments = ", ".join(f"{name} = {self.engine.placeholder}" for name in fields)
-        self._execute(
-            conn,
-            f"UPDATE ledger_audience_jobs SET {assignments} WHERE id = {self.engine.placeholder}",
-            [*fields.values(), job_id],
-        )
 
     def audience_jobs(self, latest_only: bool = True) -> list[AudienceJob]:
         """The audience jobs, newest first; by default only each audience's latest successful one."""
@@ -264,12 +259,15 @@ class LocalAudiences:
                 result = destination.deliver(job.audience_name, job.audience_id, job.id, batches)
         except Exception as exc:
             with self.engine.connect() as conn:
-                self._set_delivery(conn, delivery_id, status="failed", completed=utc_now(), error=str(exc)[:2000])
+                self._update_ledger(
+                    conn, "ledger_deliveries", delivery_id, status="failed", completed=utc_now(), error=str(exc)[:2000]
+                )
             raise
         completed = utc_now()
         with self.engine.connect() as conn:
-            self._set_delivery(
+            self._update_ledger(
                 conn,
+                "ledger_deliveries",
                 delivery_id,
                 status="success",
                 members=result.members,
@@ -295,15 +293,6 @@ class LocalAudiences:
             started,
             completed,
             result.location,
-        )
-
-    def _set_delivery(self, conn: Any, delivery_id: str, **fields: Any) -> None:
-        """Update fields of one delivery."""
-        assignments = ", ".join(f"{name} = {self.engine.placeholder}" for name in fields)
-        self._execute(
-            conn,
-            f"UPDATE ledger_deliveries SET {assignments} WHERE id = {self.engine.placeholder}",
-            [*fields.values(), delivery_id],
         )
 
     def deliveries(self, destination: str | None = None) -> list[Delivery]:

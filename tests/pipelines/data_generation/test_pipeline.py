@@ -17,27 +17,15 @@ from aep_propensity.pipelines.data_generation.nodes import (
     simulate_events,
     simulate_profiles,
 )
+from aep_propensity.pipelines.data_generation.original import (
+    ORIGINAL_CONVERTING_SHARE,
+    ORIGINAL_EVENT_COUNTS,
+    ORIGINAL_EVENTS,
+)
 from aep_propensity.pipelines.data_generation.params import DataGenerationParams
 from aep_propensity.pipelines.data_generation.simulator import TYPE_NAMES, clipped_walk, simulate_chunk
 
 PROJECT = Path(__file__).resolve().parents[3]
-
-# The original's saved run per 100,000 people (cmle-notebooks.md §3.1).
-ORIGINAL_COUNTS = {
-    "directMarketing.emailSent": 500_694,
-    "directMarketing.emailOpened": 197_690,
-    "web.webpagedetails.pageViews": 100_165,
-    "advertising.impressions": 100_004,
-    "directMarketing.emailClicked": 42_967,
-    "commerce.productViews": 31_659,
-    "web.webinteraction.linkClicks": 31_332,
-    "decisioning.propositionDisplay": 31_194,
-    "web.formFilledOut": 14_827,
-    "advertising.clicks": 6_354,
-    "commerce.purchases": 2_484,
-    "decisioning.propositionDismiss": 2_475,
-    "decisioning.propositionInteract": 2_373,
-}
 
 
 def make_params(**overrides) -> DataGenerationParams:
@@ -63,9 +51,9 @@ def type_counts(params: DataGenerationParams, seeds: range) -> dict[str, float]:
 def test_cmle_mode_reproduces_the_original_run():
     counts = type_counts(make_params(mode="cmle", people=50_000), range(2))
     total = sum(counts.values())
-    assert abs(total / 1_064_218 - 1) < 0.015
-    assert abs(counts["web.formFilledOut"] / 100_000 - 0.1483) < 0.005
-    for name, original in ORIGINAL_COUNTS.items():
+    assert abs(total / ORIGINAL_EVENTS - 1) < 0.015
+    assert abs(counts["web.formFilledOut"] / 100_000 - ORIGINAL_CONVERTING_SHARE) < 0.005
+    for name, original in ORIGINAL_EVENT_COUNTS.items():
         tolerance = 0.03 if original >= 10_000 else 0.08
         assert abs(counts[name] / original - 1) < tolerance, name
 
@@ -75,7 +63,7 @@ def test_default_mode_is_calibrated():
     per_person = sum(counts.values()) / 100_000
     assert 9 <= per_person <= 13
     assert 0.10 <= counts["web.formFilledOut"] / 100_000 <= 0.20
-    for name, original in ORIGINAL_COUNTS.items():
+    for name, original in ORIGINAL_EVENT_COUNTS.items():
         if name != "web.formFilledOut":
             assert abs(counts[name] / original - 1) < 0.25, name
 
