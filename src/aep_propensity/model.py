@@ -12,7 +12,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api import types as ptypes
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: Threads LightGBM predicts with: one parallel loop per call, so two threads help on two cores
+#: (training stays on one: its many parallel steps spin-waited badly on two shared vCPUs).
+PREDICT_THREADS = 2
+
+
+def _column_names(data: pd.DataFrame | pa.Table | pa.RecordBatch) -> list[str]:
+    """The column names of a DataFrame or an Arrow table or batch."""
+    return list(data.columns) if isinstance(data, pd.DataFrame) else data.schema.names
 
 
 class FeatureMismatchError(ValueError):
@@ -31,37 +41,44 @@ class PropensityModel:
     trained_on: dict[str, Any]
     parameters: dict[str, Any] = field(default_factory=dict)
 
-    def feature_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The model's feature columns of ``frame``, categoricals encoded with the training levels.
+    def feature_matrix(self, data: pd.DataFrame | pa.Table | pa.RecordBatch) -> np.ndarray:
+        """The model's features as a float matrix: numbers as they are, each categorical as the index of
+        its training level (NaN when missing or unseen). The same encoding serves fitting and scoring.
 
-        A missing column, a non-numeric value in a numeric feature or a numeric categorical is a
+        A missing column, a non-numeric numeric feature or a non-text categorical is a
         :class:`FeatureMismatchError` naming the column.
         """
-        missing = [name for name in self.features if name not in frame.columns]
+        missing = [name for name in self.features if name not in _column_names(data)]
         if missing:
             raise FeatureMismatchError(f"model {self.model_id}: input has no feature column {missing[0]!r}")
-        columns = {}
+        if isinstance(data, pd.DataFrame):
+            data = pa.Table.from_pandas(data[self.features], preserve_index=False)
+        columns = []
         for name in self.features:
-            column = frame[name]
+            column = data.column(name)
+            kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
             if name in self.categories:
-                if ptypes.is_numeric_dtype(column) and not ptypes.is_bool_dtype(column):
-                    raise FeatureMismatchError(
-                        f"model {self.model_id}: feature {name!r} must be text, got {column.dtype}"
-                    )
-                text = column.astype("string")
-                known = text.where(text.isin(self.categories[name]))  # unseen levels score as missing
-                columns[name] = pd.Categorical(known, categories=self.categories[name])
-            elif ptypes.is_numeric_dtype(column) or ptypes.is_bool_dtype(column):
-                columns[name] = column.astype("float64")
-            else:
-                raise FeatureMismatchError(
-                    f"model {self.model_id}: feature {name!r} must be numeric, got {column.dtype}"
-                )
-        return pd.DataFrame(columns, index=frame.index)
+                if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+                    raise FeatureMismatchError(f"model {self.model_id}: feature {name!r} must be text, got {kind}")
+                column = pc.index_in(column.cast(pa.string()), value_set=pa.array(self.categories[name]))
+            elif not (
+                pa.types.is_integer(kind)
+                or pa.types.is_floating(kind)
+                or pa.types.is_boolean(kind)
+                or pa.types.is_null(kind)
+            ):
+                raise FeatureMismatchError(f"model {self.model_id}: feature {name!r} must be numeric, got {kind}")
+            columns.append(column.to_numpy(zero_copy_only=False).astype(np.float64))
+        return np.column_stack(columns) if columns else np.empty((data.num_rows, 0))
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """The probability of converting within the horizon for each row of ``frame``."""
-        return self.estimator.predict_proba(self.feature_frame(frame))[:, 1]
+    @property
+    def categorical_indices(self) -> list[int]:
+        """Positions of the categorical features in the feature matrix."""
+        return [index for index, name in enumerate(self.features) if name in self.categories]
+
+    def predict(self, data: pd.DataFrame | pa.Table | pa.RecordBatch) -> np.ndarray:
+        """The probability of converting within the horizon for each row of ``data``."""
+        return self.estimator.booster_.predict(self.feature_matrix(data), num_threads=PREDICT_THREADS)
 
     def deciles(self, scores: np.ndarray) -> np.ndarray:
         """Decile 1 (lowest) to 10 (highest) of each score, from the stored cut-points."""

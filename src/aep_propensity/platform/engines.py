@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import fsspec
 import psycopg2
 import psycopg2.extensions
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from .port import ARROW_TYPES, Column
+from .sql import literal
 
 _DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -31,6 +35,7 @@ _DUCKDB_TYPES = {
     "timestamp": "TIMESTAMP",
     "date": "DATE",
 }
+_DUCKDB_VECTOR = 2_048  # DuckDB's row groups are whole numbers of vectors of this many rows
 _POSTGRES_TYPES = {
     "string": "TEXT",
     "int64": "BIGINT",
@@ -55,6 +60,10 @@ class Engine(Protocol):
         """The engine's SQL type for a logical column type."""
         ...
 
+    def commit(self, conn: Any) -> None:
+        """Commit the open transaction and start the next one on the same connection."""
+        ...
+
     def fetchall(self, conn: Any, sql: str, params: list[Any] | None = None) -> list[tuple]:
         """Execute one statement in the open transaction and return its rows (none for DDL/DML)."""
         ...
@@ -74,6 +83,39 @@ class Engine(Protocol):
     def table_columns(self, conn: Any, table: str) -> list[tuple[str, str]] | None:
         """``[(column, sql type)]`` of an existing table, or None when it does not exist."""
         ...
+
+    def export_parquet(
+        self, conn: Any, table: str, fs: fsspec.AbstractFileSystem, folder: str, rows_per_file: int, compression: str
+    ) -> None:
+        """Write ``table`` into ``folder`` as ``part-<n>.parquet`` files of at most ``rows_per_file`` rows."""
+        ...
+
+
+def write_parquet_parts(
+    batches: Iterator[pa.RecordBatch], fs: fsspec.AbstractFileSystem, folder: str, rows_per_file: int, compression: str
+) -> None:
+    """Write a stream of record batches as ``part-<n>.parquet`` files of at most ``rows_per_file`` rows."""
+    fs.makedirs(folder, exist_ok=True)
+    writer, files, written = None, 0, 0
+    try:
+        for batch in batches:
+            for start in range(0, batch.num_rows, rows_per_file):
+                piece = batch.slice(start, rows_per_file)
+                while piece.num_rows:
+                    if writer is None or written >= rows_per_file:
+                        if writer is not None:
+                            writer.close()
+                        writer = pq.ParquetWriter(
+                            f"{folder}/part-{files}.parquet", piece.schema, filesystem=fs, compression=compression
+                        )
+                        files, written = files + 1, 0
+                    take = piece.slice(0, rows_per_file - written)
+                    writer.write_batch(take)
+                    written += take.num_rows
+                    piece = piece.slice(take.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 class DuckDBEngine:
@@ -114,6 +156,11 @@ class DuckDBEngine:
         """DuckDB's type for a logical column type."""
         return _DUCKDB_TYPES[column.type]
 
+    def commit(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Commit and begin again (DuckDB's transactions are explicit here)."""
+        conn.commit()
+        conn.begin()
+
     def fetchall(self, conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:
         """Execute on the connection itself (a DuckDB cursor would be another connection)."""
         result = conn.execute(sql, params)
@@ -141,6 +188,29 @@ class DuckDBEngine:
             if rows >= max_rows:
                 break
         return pa.Table.from_batches(batches, schema=reader.schema)
+
+    def export_parquet(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        table: str,
+        fs: fsspec.AbstractFileSystem,
+        folder: str,
+        rows_per_file: int,
+        compression: str,
+    ) -> None:
+        """DuckDB's own parallel ``COPY ... TO`` for a local folder; a stream through pyarrow elsewhere, or
+        when files must be smaller than one of DuckDB's row groups (a multiple of its 2,048-row vectors)."""
+        if not isinstance(fs, LocalFileSystem) or rows_per_file < _DUCKDB_VECTOR:
+            write_parquet_parts(
+                self.stream(conn, f'SELECT * FROM "{table}"', 131_072), fs, folder, rows_per_file, compression
+            )
+            return
+        row_group = min(rows_per_file, 122_880) // _DUCKDB_VECTOR * _DUCKDB_VECTOR
+        conn.execute(
+            f'COPY (SELECT * FROM "{table}") TO {literal(folder)} (FORMAT parquet, COMPRESSION {compression}, '
+            f"FILENAME_PATTERN 'part-{{i}}', ROW_GROUP_SIZE {row_group}, "
+            f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // row_group)})"
+        )
 
     def table_columns(self, conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]] | None:
         """Columns from DuckDB's information schema."""
@@ -191,6 +261,10 @@ class PostgresEngine:
     def sql_type(self, column: Column) -> str:
         """PostgreSQL's type for a logical column type."""
         return _POSTGRES_TYPES[column.type]
+
+    def commit(self, conn: psycopg2.extensions.connection) -> None:
+        """Commit; psycopg2 opens the next transaction by itself."""
+        conn.commit()
 
     def fetchall(self, conn: psycopg2.extensions.connection, sql: str, params: list[Any] | None = None) -> list[tuple]:
         """Execute through a cursor of the connection."""
@@ -245,6 +319,20 @@ class PostgresEngine:
         limited = f"SELECT * FROM ({sql}) AS q LIMIT {int(max_rows)}"
         schema = self._result_schema(conn, limited)
         return pa.Table.from_batches(list(self.stream(conn, limited, max_rows)), schema=schema)
+
+    def export_parquet(
+        self,
+        conn: psycopg2.extensions.connection,
+        table: str,
+        fs: fsspec.AbstractFileSystem,
+        folder: str,
+        rows_per_file: int,
+        compression: str,
+    ) -> None:
+        """The table streamed through pyarrow's Parquet writer."""
+        write_parquet_parts(
+            self.stream(conn, f'SELECT * FROM "{table}"', 131_072), fs, folder, rows_per_file, compression
+        )
 
     def table_columns(self, conn: psycopg2.extensions.connection, table: str) -> list[tuple[str, str]] | None:
         """Columns from PostgreSQL's information schema."""

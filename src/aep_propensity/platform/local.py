@@ -49,6 +49,7 @@ _LEDGER_DDL = (
     "CREATE TABLE IF NOT EXISTS ledger_queries (id TEXT PRIMARY KEY, table_name TEXT NOT NULL, "
     "status TEXT NOT NULL, rows BIGINT, started TIMESTAMP NOT NULL, completed TIMESTAMP, error TEXT)",
 )
+PARQUET_COMPRESSIONS = frozenset({"snappy", "zstd", "gzip", "uncompressed"})
 _BATCH_COLUMNS = "id, dataset, status, rows, files, created, completed, error"
 
 
@@ -153,10 +154,10 @@ class LocalPlatform(LocalAudiences):
     ) -> BatchRecord:
         """Ingest every chunk into ``spec``'s dataset as one batch: all of it, or nothing and a failed batch.
 
-        Chunks are committed one by one into a staging table ``_batch_<id>`` (so memory stays bounded
-        however large the batch); the batch becomes visible in one final transaction that swaps the
-        staging table in (``replace``) or appends it to the dataset. On any failure the staging table
-        is dropped and the dataset is untouched.
+        Chunks are committed one by one into a staging table ``_batch_<id>`` on one connection (so
+        memory stays bounded however large the batch); the batch becomes visible in one final
+        transaction that swaps the staging table in (``replace``) or appends it to the dataset. On any
+        failure the staging table is dropped and the dataset is untouched.
         """
         batch_id, created = uuid.uuid4().hex, utc_now()
         staging = f"_batch_{batch_id}"
@@ -172,12 +173,12 @@ class LocalPlatform(LocalAudiences):
             self._create_table(conn, staging, spec)
         rows = files = 0
         try:
-            for files, chunk in enumerate(chunks, start=1):
-                table = conform_chunk(chunk, spec, files)
-                with self.engine.connect() as conn:
-                    self.engine.append(conn, staging, table)
-                rows += table.num_rows
             with self.engine.connect() as conn:
+                for files, chunk in enumerate(chunks, start=1):
+                    table = conform_chunk(chunk, spec, files)
+                    self.engine.append(conn, staging, table)
+                    self.engine.commit(conn)  # into staging: memory stays bounded, nothing is visible yet
+                    rows += table.num_rows
                 self._register(conn, spec)
                 if replace or not self._check_existing_columns(conn, spec):
                     self._execute(conn, f'DROP TABLE IF EXISTS "{spec.name}"')
@@ -228,43 +229,32 @@ class LocalPlatform(LocalAudiences):
     # -- export ---------------------------------------------------------------------------------
 
     def export(self, table: str, location: str, compression: str = "snappy") -> ExportRecord:
-        """Stream ``table`` into Parquet parts at ``location/<table>/exportTime=YYYYmmddHHMMSS/``.
+        """Write ``table`` as Parquet parts ``part-<n>.parquet`` at ``location/<table>/exportTime=YYYYmmddHHMMSS/``.
 
-        Parts are written to a temporary folder first and moved into place when complete, so a
-        reader never sees a partial export. No rows pass through pandas.
+        The engine writes the parts (DuckDB natively and in parallel to a local folder, otherwise
+        a stream of record batches through pyarrow) into a staging folder that is moved into place
+        when complete, so a reader never sees a partial export. No rows pass through pandas.
         """
         check_name(table)
+        if compression not in PARQUET_COMPRESSIONS:
+            raise ValueError(f"compression must be one of {sorted(PARQUET_COMPRESSIONS)}, not {compression!r}")
         fs, root = fsspec.core.url_to_fs(location.rstrip("/"))
         export_time = self._free_export_time(fs, f"{root}/{table}")
         export_id = uuid.uuid4().hex
         staging = f"{root}/{table}/_staging-{export_id}"
         final = f"{root}/{table}/exportTime={export_time}"
-        fs.makedirs(staging, exist_ok=True)
-        rows = files = writer_rows = 0
-        batch_rows = min(131_072, self.export_rows_per_file)
-        writer = None
+        fs.makedirs(f"{root}/{table}", exist_ok=True)
         try:
             with self.engine.connect(read_only=True) as conn:
-                for batch in self.engine.stream(conn, f'SELECT * FROM "{table}"', batch_rows):
-                    if writer is None or writer_rows >= self.export_rows_per_file:
-                        if writer is not None:
-                            writer.close()
-                        writer = pq.ParquetWriter(
-                            f"{staging}/part-{files:05d}.parquet", batch.schema, filesystem=fs, compression=compression
-                        )
-                        files, writer_rows = files + 1, 0
-                    writer.write_batch(batch)
-                    writer_rows += batch.num_rows
-                    rows += batch.num_rows
-            if writer is not None:
-                writer.close()
-                writer = None
+                self.engine.export_parquet(conn, table, fs, staging, self.export_rows_per_file, compression)
             fs.mv(staging, final, recursive=True)
         except BaseException:
-            if writer is not None:
-                writer.close()
-            fs.rm(staging, recursive=True)
+            if fs.exists(staging):
+                fs.rm(staging, recursive=True)
             raise
+        parts = sorted(fs.ls(final, detail=False))
+        rows = sum(pq.ParquetFile(path, filesystem=fs).metadata.num_rows for path in parts)
+        files = len(parts)
         size = sum(fs.size(path) for path in fs.ls(final, detail=False))
         record = ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, files, size)
         with self.engine.connect() as conn:

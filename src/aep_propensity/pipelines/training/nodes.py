@@ -75,20 +75,24 @@ def _lightgbm(settings: dict[str, Any], seed: int) -> lgb.LGBMClassifier:
 def _fit_lightgbm(
     settings: dict[str, Any],
     seed: int,
-    train_x: pd.DataFrame,
+    shell: PropensityModel,
+    train_x: np.ndarray,
     train_y: pd.Series,
-    valid_x: pd.DataFrame,
+    valid_x: np.ndarray,
     valid_y: pd.Series,
 ) -> lgb.LGBMClassifier:
-    """Fit with early stopping on the validation set's log loss (steadier than AUC); AUC is recorded too."""
+    """Fit on the model's feature matrices with early stopping on the validation log loss (steadier than
+    AUC); AUC is recorded too."""
     model = _lightgbm(settings, seed)
     model.fit(
         train_x,
         train_y,
+        feature_name=shell.features,
+        categorical_feature=shell.categorical_indices,
         eval_X=(valid_x,),
         eval_y=(valid_y,),
         eval_metric="auc",
-        callbacks=[lgb.early_stopping(settings["early_stopping_rounds"], verbose=False)],
+        callbacks=[lgb.early_stopping(settings["early_stopping_rounds"], first_metric_only=True, verbose=False)],
     )
     return model
 
@@ -99,11 +103,11 @@ def train_lightgbm(
     """Fit LightGBM (optionally after a small random search) and package it as a PropensityModel."""
     features = feature_columns(train, params)
     shell = PropensityModel("", None, features, _categories(train, params), [], source)
-    train_x, valid_x = shell.feature_frame(train), shell.feature_frame(validation)
+    train_x, valid_x = shell.feature_matrix(train), shell.feature_matrix(validation)
     settings = params.lightgbm.model_dump()
     if params.search.enabled:
-        settings = _search(settings, params, train_x, train["label"], valid_x, validation["label"])
-    estimator = _fit_lightgbm(settings, params.split.seed, train_x, train["label"], valid_x, validation["label"])
+        settings = _search(settings, params, shell, train_x, train["label"], valid_x, validation["label"])
+    estimator = _fit_lightgbm(settings, params.split.seed, shell, train_x, train["label"], valid_x, validation["label"])
     validation_scores = estimator.predict_proba(valid_x)[:, 1]
     settings["n_estimators_used"] = int(estimator.best_iteration_ or settings["n_estimators"])
     fingerprint = json.dumps([source.get("export_time"), features, settings], sort_keys=True, default=str)
@@ -117,9 +121,10 @@ def train_lightgbm(
 def _search(
     settings: dict[str, Any],
     params: TrainingParams,
-    train_x: pd.DataFrame,
+    shell: PropensityModel,
+    train_x: np.ndarray,
     train_y: pd.Series,
-    valid_x: pd.DataFrame,
+    valid_x: np.ndarray,
     valid_y: pd.Series,
 ) -> dict[str, Any]:
     """A seeded random search of the configured space; the settings with the best validation AUC."""
@@ -130,7 +135,7 @@ def _search(
             **settings,
             **{key: values[rng.integers(len(values))] for key, values in params.search.space.items()},
         }
-        model = _fit_lightgbm(candidate, params.split.seed, train_x, train_y, valid_x, valid_y)
+        model = _fit_lightgbm(candidate, params.split.seed, shell, train_x, train_y, valid_x, valid_y)
         auc = model.best_score_["valid_0"]["auc"]
         logger.info(
             "Search trial %d: validation AUC %.4f with %s",
