@@ -21,7 +21,6 @@ import psycopg2
 import psycopg2.extensions
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from .port import ARROW_TYPES, Column
@@ -84,38 +83,12 @@ class Engine(Protocol):
         """``[(column, sql type)]`` of an existing table, or None when it does not exist."""
         ...
 
-    def export_parquet(
+    def native_export(
         self, conn: Any, table: str, fs: fsspec.AbstractFileSystem, folder: str, rows_per_file: int, compression: str
-    ) -> None:
-        """Write ``table`` into ``folder`` as ``part-<n>.parquet`` files of at most ``rows_per_file`` rows."""
+    ) -> bool:
+        """Write ``table`` into ``folder`` as ``part-<n>.parquet`` files of at most ``rows_per_file`` rows with
+        the engine's own writer, if it has one for this filesystem; False leaves it to the caller."""
         ...
-
-
-def write_parquet_parts(
-    batches: Iterator[pa.RecordBatch], fs: fsspec.AbstractFileSystem, folder: str, rows_per_file: int, compression: str
-) -> None:
-    """Write a stream of record batches as ``part-<n>.parquet`` files of at most ``rows_per_file`` rows."""
-    fs.makedirs(folder, exist_ok=True)
-    writer, files, written = None, 0, 0
-    try:
-        for batch in batches:
-            for start in range(0, batch.num_rows, rows_per_file):
-                piece = batch.slice(start, rows_per_file)
-                while piece.num_rows:
-                    if writer is None or written >= rows_per_file:
-                        if writer is not None:
-                            writer.close()
-                        writer = pq.ParquetWriter(
-                            f"{folder}/part-{files}.parquet", piece.schema, filesystem=fs, compression=compression
-                        )
-                        files, written = files + 1, 0
-                    take = piece.slice(0, rows_per_file - written)
-                    writer.write_batch(take)
-                    written += take.num_rows
-                    piece = piece.slice(take.num_rows)
-    finally:
-        if writer is not None:
-            writer.close()
 
 
 class DuckDBEngine:
@@ -189,7 +162,7 @@ class DuckDBEngine:
                 break
         return pa.Table.from_batches(batches, schema=reader.schema)
 
-    def export_parquet(
+    def native_export(
         self,
         conn: duckdb.DuckDBPyConnection,
         table: str,
@@ -197,20 +170,18 @@ class DuckDBEngine:
         folder: str,
         rows_per_file: int,
         compression: str,
-    ) -> None:
-        """DuckDB's own parallel ``COPY ... TO`` for a local folder; a stream through pyarrow elsewhere, or
-        when files must be smaller than one of DuckDB's row groups (a multiple of its 2,048-row vectors)."""
+    ) -> bool:
+        """DuckDB's own parallel ``COPY ... TO``, for a local folder and files of at least one of its row groups
+        (a multiple of its 2,048-row vectors)."""
         if not isinstance(fs, LocalFileSystem) or rows_per_file < _DUCKDB_VECTOR:
-            write_parquet_parts(
-                self.stream(conn, f'SELECT * FROM "{table}"', 131_072), fs, folder, rows_per_file, compression
-            )
-            return
+            return False
         row_group = min(rows_per_file, 122_880) // _DUCKDB_VECTOR * _DUCKDB_VECTOR
         conn.execute(
             f'COPY (SELECT * FROM "{table}") TO {literal(folder)} (FORMAT parquet, COMPRESSION {compression}, '
             f"FILENAME_PATTERN 'part-{{i}}', ROW_GROUP_SIZE {row_group}, "
             f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // row_group)})"
         )
+        return True
 
     def table_columns(self, conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]] | None:
         """Columns from DuckDB's information schema."""
@@ -320,7 +291,7 @@ class PostgresEngine:
         schema = self._result_schema(conn, limited)
         return pa.Table.from_batches(list(self.stream(conn, limited, max_rows)), schema=schema)
 
-    def export_parquet(
+    def native_export(
         self,
         conn: psycopg2.extensions.connection,
         table: str,
@@ -328,11 +299,9 @@ class PostgresEngine:
         folder: str,
         rows_per_file: int,
         compression: str,
-    ) -> None:
-        """The table streamed through pyarrow's Parquet writer."""
-        write_parquet_parts(
-            self.stream(conn, f'SELECT * FROM "{table}"', 131_072), fs, folder, rows_per_file, compression
-        )
+    ) -> bool:
+        """PostgreSQL has no Parquet writer: the caller streams the table."""
+        return False
 
     def table_columns(self, conn: psycopg2.extensions.connection, table: str) -> list[tuple[str, str]] | None:
         """Columns from PostgreSQL's information schema."""

@@ -231,8 +231,8 @@ class LocalPlatform(LocalAudiences):
     def export(self, table: str, location: str, compression: str = "snappy") -> ExportRecord:
         """Write ``table`` as Parquet parts ``part-<n>.parquet`` at ``location/<table>/exportTime=YYYYmmddHHMMSS/``.
 
-        The engine writes the parts (DuckDB natively and in parallel to a local folder, otherwise
-        a stream of record batches through pyarrow) into a staging folder that is moved into place
+        The engine's own writer makes the parts where it has one (DuckDB, in parallel, to a local
+        folder); otherwise the table is streamed through pyarrow into a staging folder that is moved into place
         when complete, so a reader never sees a partial export. No rows pass through pandas.
         """
         check_name(table)
@@ -246,7 +246,9 @@ class LocalPlatform(LocalAudiences):
         fs.makedirs(f"{root}/{table}", exist_ok=True)
         try:
             with self.engine.connect(read_only=True) as conn:
-                self.engine.export_parquet(conn, table, fs, staging, self.export_rows_per_file, compression)
+                if not self.engine.native_export(conn, table, fs, staging, self.export_rows_per_file, compression):
+                    batches = self.engine.stream(conn, f'SELECT * FROM "{table}"', 131_072)
+                    write_parquet_parts(batches, fs, staging, self.export_rows_per_file, compression)
             fs.mv(staging, final, recursive=True)
         except BaseException:
             if fs.exists(staging):
@@ -389,3 +391,30 @@ def _count_uncastable(column: pa.ChunkedArray, target: pa.DataType) -> int:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             bad_values += item["counts"].as_py()
     return bad_values
+
+
+def write_parquet_parts(
+    batches: Iterator[pa.RecordBatch], fs: fsspec.AbstractFileSystem, folder: str, rows_per_file: int, compression: str
+) -> None:
+    """Write a stream of record batches as ``part-<n>.parquet`` files of at most ``rows_per_file`` rows."""
+    fs.makedirs(folder, exist_ok=True)
+    writer, files, written = None, 0, 0
+    try:
+        for batch in batches:
+            for start in range(0, batch.num_rows, rows_per_file):
+                piece = batch.slice(start, rows_per_file)
+                while piece.num_rows:
+                    if writer is None or written >= rows_per_file:
+                        if writer is not None:
+                            writer.close()
+                        writer = pq.ParquetWriter(
+                            f"{folder}/part-{files}.parquet", piece.schema, filesystem=fs, compression=compression
+                        )
+                        files, written = files + 1, 0
+                    take = piece.slice(0, rows_per_file - written)
+                    writer.write_batch(take)
+                    written += take.num_rows
+                    piece = piece.slice(take.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
