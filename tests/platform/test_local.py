@@ -207,7 +207,7 @@ def test_dropped_connection_leaves_nothing_visible(pg_schema, tmp_path):
             for _ in range(2_000):
                 cur.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE query LIKE 'COPY \"_batch_%%' AND pid <> pg_backend_pid()"
+                    "WHERE query LIKE 'COPY \"people\"%%' AND pid <> pg_backend_pid()"
                 )
                 if cur.fetchone() is not None:
                     killed.set()

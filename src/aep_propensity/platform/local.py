@@ -154,10 +154,11 @@ class LocalPlatform(LocalAudiences):
     ) -> BatchRecord:
         """Ingest every chunk into ``spec``'s dataset as one batch: all of it, or nothing and a failed batch.
 
-        Chunks are committed one by one into a staging table ``_batch_<id>`` on one connection (so
-        memory stays bounded however large the batch); the batch becomes visible in one final
-        transaction that swaps the staging table in (``replace``) or appends it to the dataset. On any
-        failure the staging table is dropped and the dataset is untouched.
+        A batch appended to an existing dataset is one transaction that inserts the chunks straight
+        into it (the engine keeps uncommitted rows within its memory limit). A replacing batch, or a
+        dataset's first, fills a staging table ``_batch_<id>`` chunk by chunk, each committed so that
+        memory stays flat however large the batch, then renames it over the dataset in one final
+        transaction. Nothing is visible before the end; on failure the staging table is dropped.
         """
         batch_id, created = uuid.uuid4().hex, utc_now()
         staging = f"_batch_{batch_id}"
@@ -168,24 +169,17 @@ class LocalPlatform(LocalAudiences):
                 f"INSERT INTO ledger_batches ({_BATCH_COLUMNS}) VALUES ({self._marks(8)})",
                 [batch_id, spec.name, "loading", 0, 0, created, None, None],
             )
-            if not replace:
-                self._check_existing_columns(conn, spec)
-            self._create_table(conn, staging, spec)
-        rows = files = 0
         try:
             with self.engine.connect() as conn:
-                for files, chunk in enumerate(chunks, start=1):
-                    table = conform_chunk(chunk, spec, files)
-                    self.engine.append(conn, staging, table)
-                    self.engine.commit(conn)  # into staging: memory stays bounded, nothing is visible yet
-                    rows += table.num_rows
+                appending = not replace and self._check_existing_columns(conn, spec)
+                if not appending:
+                    self._create_table(conn, staging, spec)
+                    self.engine.commit(conn)
+                rows, files = self._insert_chunks(conn, spec.name if appending else staging, spec, chunks, appending)
                 self._register(conn, spec)
-                if replace or not self._check_existing_columns(conn, spec):
+                if not appending:
                     self._execute(conn, f'DROP TABLE IF EXISTS "{spec.name}"')
                     self._execute(conn, f'ALTER TABLE "{staging}" RENAME TO "{spec.name}"')
-                else:
-                    self._execute(conn, f'INSERT INTO "{spec.name}" SELECT * FROM "{staging}"')
-                    self._execute(conn, f'DROP TABLE "{staging}"')
                 self._update_ledger(
                     conn, "ledger_batches", batch_id, status="success", rows=rows, files=files, completed=utc_now()
                 )
@@ -198,6 +192,20 @@ class LocalPlatform(LocalAudiences):
             raise
         logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
         return BatchRecord(batch_id, spec.name, "success", rows, files, created, utc_now())
+
+    def _insert_chunks(
+        self, conn: Any, table: str, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame], one_transaction: bool
+    ) -> tuple[int, int]:
+        """Insert the conformed chunks into ``table``, committing after each unless ``one_transaction``;
+        return the rows and chunks inserted."""
+        rows = files = 0
+        for files, chunk in enumerate(chunks, start=1):
+            table_chunk = conform_chunk(chunk, spec, files)
+            self.engine.append(conn, table, table_chunk)
+            if not one_transaction:
+                self.engine.commit(conn)  # into the staging table: nothing is visible yet
+            rows += table_chunk.num_rows
+        return rows, files
 
     def _update_ledger(self, conn: Any, table: str, row_id: str, **fields: Any) -> None:
         """Set fields (names from this package, values bound) of one row of a ledger table."""
