@@ -1,3 +1,57 @@
-def main() -> None:
-    """Placeholder until the emulator lands."""
-    raise SystemExit("aep-emulator: not built yet")
+"""``aep-emulator``: start the local AEP emulator (FastAPI on uvicorn) on a loopback port."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+from .config import EmulatorConfig, env_default, load_faults
+
+
+def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
+    """The emulator's configuration from the command line and the environment."""
+    defaults = EmulatorConfig()
+    parser = argparse.ArgumentParser(prog="aep-emulator", description="A local AEP emulator backed by PostgreSQL.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8642)
+    parser.add_argument("--dsn", default=env_default("AEP_EMULATOR_PG_DSN", defaults.dsn), help="PostgreSQL DSN")
+    parser.add_argument("--schema", default=env_default("AEP_EMULATOR_SCHEMA", defaults.schema))
+    parser.add_argument("--data-dir", default=env_default("AEP_EMULATOR_DATA_DIR", str(defaults.data_dir)))
+    parser.add_argument("--client-id", default=env_default("AEP_EMULATOR_CLIENT_ID", defaults.client_id))
+    parser.add_argument("--client-secret", default=env_default("AEP_EMULATOR_CLIENT_SECRET", defaults.client_secret))
+    parser.add_argument("--org-id", default=env_default("AEP_EMULATOR_ORG_ID", defaults.org_id))
+    parser.add_argument("--tenant", default=env_default("AEP_EMULATOR_TENANT", defaults.tenant))
+    parser.add_argument("--token-ttl", type=int, default=defaults.token_ttl, help="token lifetime in seconds")
+    parser.add_argument(
+        "--faults", default=os.environ.get("AEP_EMULATOR_FAULTS"), help="fault switches: a JSON file or inline JSON"
+    )
+    args = parser.parse_args(argv)
+    return EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        dsn=args.dsn,
+        schema=args.schema,
+        data_dir=Path(args.data_dir),
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        org_id=args.org_id,
+        tenant=args.tenant,
+        token_ttl=args.token_ttl,
+        faults=load_faults(args.faults),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the emulator until interrupted."""
+    config = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The emulator's FastAPI application: IMS token endpoint, gateway checks, faults and the AEP routers.
+
+Every AEP path (``/data/...``) passes the gateway checks of aep-api.md §1.2 (bearer token issued
+here and unexpired, ``x-api-key``, ``x-gw-ims-org-id``, a lower-case ``x-sandbox-name``, a JSON
+content type on bodies) and the fault switches. ``/emulator/...`` paths are the emulator's own
+(health and runtime faults): not AEP paths, used by tests only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from . import catalog, flows, identity, ingestion, profiles, queries, registry
+from .config import EmulatorConfig
+from .errors import AEPHTTPError, gateway_error, service_error
+from .service import Emulator, EmulatorDep, JsonBody
+
+logger = logging.getLogger(__name__)
+
+_SANDBOX = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_BODY_TYPES = ("json", "application/octet-stream", "application/x-www-form-urlencoded")
+
+
+def _form_value(form: Any, query: Any, name: str) -> str:
+    """A token-request parameter from the form body or, failing that, the query string."""
+    return str(form.get(name) or query.get(name) or "")
+
+
+def ims_error(status: int, error: str, description: str) -> JSONResponse:
+    """IMS's OAuth error body (RFC 6749 shape)."""
+    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+
+
+async def token(request: Request) -> JSONResponse:
+    """``POST /ims/token/v3``: the client-credentials grant for the one configured client."""
+    emu: Emulator = request.app.state.emulator
+    form = await request.form()
+    grant = _form_value(form, request.query_params, "grant_type")
+    client_id = _form_value(form, request.query_params, "client_id")
+    secret = _form_value(form, request.query_params, "client_secret")
+    if grant != "client_credentials":
+        return ims_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+    if not secrets.compare_digest(client_id, emu.config.client_id):
+        return ims_error(400, "invalid_client", "invalid client_id parameter")
+    if not secrets.compare_digest(secret, emu.config.client_secret):
+        return ims_error(401, "invalid_client", "invalid client_secret parameter")
+    access_token = "emu-" + secrets.token_urlsafe(48)
+    ttl = emu.token_ttl
+    await run_in_threadpool(emu.store.add_token, access_token, client_id, ttl)
+    return JSONResponse({"access_token": access_token, "token_type": "bearer", "expires_in": ttl})
+
+
+def check_headers(emu: Emulator, request: Request) -> str:
+    """Apply the gateway's header checks; returns the sandbox name or raises AEP's error."""
+    headers = request.headers
+    authorization = headers.get("authorization", "")
+    if not authorization:
+        raise gateway_error(403, "403010", "Oauth token is missing.")
+    access_token = authorization.removeprefix("Bearer ").strip()
+    if not authorization.startswith("Bearer ") or not emu.store.token_valid(access_token):
+        raise gateway_error(401, "401013", "Oauth token is not valid")
+    api_key = headers.get("x-api-key")
+    if not api_key:
+        raise gateway_error(403, "403000", "Api Key is required")
+    if api_key != emu.config.client_id:
+        raise gateway_error(403, "403003", "Api Key is invalid")
+    org = headers.get("x-gw-ims-org-id")
+    if not org:
+        raise gateway_error(400, "400003", "Missing header: x-gw-ims-org-id")
+    if org != emu.config.org_id:
+        raise gateway_error(403, "403025", "Profile is not valid")
+    sandbox = headers.get("x-sandbox-name", "prod")
+    if not _SANDBOX.match(sandbox):
+        raise gateway_error(
+            400, "400003", f"Invalid header: x-sandbox-name {sandbox!r} must be a lower-case sandbox name"
+        )
+    if request.method in ("POST", "PUT", "PATCH") and int(headers.get("content-length") or 0) > 0:
+        content_type = headers.get("content-type", "")
+        if not any(kind in content_type for kind in _BODY_TYPES):
+            raise AEPHTTPError(
+                400,
+                {
+                    "type": "/placeholder/type/uri",
+                    "status": 400,
+                    "title": "BadRequestError",
+                    "detail": "A valid content-type must be specified",
+                },
+            )
+    return sandbox
+
+
+def injected_fault(emu: Emulator) -> AEPHTTPError | None:
+    """The 429 or 500 the fault switches call for on this platform call, if any."""
+    faults = emu.faults
+    if not (faults.get("rate_limit_every") or faults.get("error_every")):
+        return None
+    number = emu.count_call()
+    every = int(faults.get("rate_limit_every") or 0)
+    if every and number % every == 0:
+        retry_after = str(faults.get("retry_after", 1))
+        return AEPHTTPError(
+            429, {"error_code": "429001", "message": "Too many requests"}, headers={"Retry-After": retry_after}
+        )
+    every = int(faults.get("error_every") or 0)
+    if every and number % every == 0:
+        return service_error(
+            500, "EMU-5000-500", "internal error injected by the emulator's error_every fault", "GATEWAY"
+        )
+    return None
+
+
+async def gateway(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Trailing-slash tolerance, faults and header checks in front of every AEP path."""
+    path = request.scope["path"]
+    if len(path) > 1 and path.endswith("/"):
+        request.scope["path"] = path.rstrip("/")
+    if not request.scope["path"].startswith("/data/"):
+        return await call_next(request)
+    emu: Emulator = request.app.state.emulator
+    fault = injected_fault(emu)
+    if fault is not None:
+        return fault.response()
+    try:
+        request.state.sandbox = await run_in_threadpool(check_headers, emu, request)
+    except AEPHTTPError as error:
+        return error.response()
+    return await call_next(request)
+
+
+async def aep_error(request: Request, exc: Exception) -> Response:
+    """Answer an :class:`AEPHTTPError` with its body."""
+    assert isinstance(exc, AEPHTTPError)
+    return exc.response()
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    """A malformed request body or parameter: 400 in AEP's problem shape."""
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return service_error(400, "EMU-1400-400", f"invalid request: {problems}", "GATEWAY").response()
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """An unexpected failure: a 500 problem document, the details only in the emulator's log."""
+    logger.exception("internal error on %s %s", request.method, request.url.path)
+    return service_error(500, "EMU-5000-500", "internal error in the emulator", "GATEWAY").response()
+
+
+def create_app(config: EmulatorConfig) -> FastAPI:
+    """The emulator's application for ``config`` (connects to PostgreSQL on startup)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        emu = Emulator(config)
+        app.state.emulator = emu
+        ingestion.resume_batches(emu)
+        queries.resume_queries(emu)
+        logger.info("AEP emulator on %s (schema %s)", config.base_url, config.schema)
+        yield
+        emu.close()
+
+    app = FastAPI(
+        title="AEP emulator", lifespan=lifespan, docs_url="/emulator/docs", openapi_url="/emulator/openapi.json"
+    )
+    app.middleware("http")(gateway)
+    app.add_exception_handler(AEPHTTPError, aep_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal_error)
+    app.add_api_route("/ims/token/v3", token, methods=["POST"])
+    app.add_api_route("/emulator/health", health, methods=["GET"])
+    app.add_api_route("/emulator/faults", get_faults, methods=["GET"])
+    app.add_api_route("/emulator/faults", set_faults, methods=["POST"])
+    for module in (registry, catalog, ingestion, queries, profiles, flows, identity):
+        app.include_router(module.router)
+    return app
+
+
+def health(emu: EmulatorDep) -> dict[str, str]:
+    """``GET /emulator/health`` (not an AEP path): the emulator is up and its store answers."""
+    emu.store.all("none")
+    return {"status": "ok", "tenant": emu.config.tenant}
+
+
+def get_faults(emu: EmulatorDep) -> dict[str, Any]:
+    """``GET /emulator/faults`` (not an AEP path): the current fault switches."""
+    return emu.faults
+
+
+def set_faults(body: JsonBody, emu: EmulatorDep) -> dict[str, Any]:
+    """``POST /emulator/faults`` (test-only, not an AEP path): replace the fault switches."""
+    try:
+        return emu.set_faults(body)
+    except ValueError as exc:
+        raise service_error(400, "EMU-1400-400", str(exc), "EMULATOR") from None

@@ -1,0 +1,221 @@
+"""Catalog (``/data/foundation/catalog``): datasets and batches, answered as maps keyed by id.
+
+Each dataset has a Query Service table named after it (lower-cased, every character outside
+``[a-z0-9_]`` replaced by ``_``, a suffix when taken), recorded in ``tags["adobe/pqs/table"]``.
+Its columns are the flattened leaves of its schema plus the hidden ``_emu_batch`` column.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from aep_propensity.platform.port import Column, DatasetSpec
+from aep_propensity.platform.sql import identifier
+
+from .errors import bad_request, not_found
+from .jsonpatch import PatchError, apply_patch
+from .registry import find, schema_leaves
+from .service import Emulator, EmulatorDep, JsonBody, JsonObject, now_ms
+from .xdm_schema import BATCH_COLUMN, columns_of
+
+router = APIRouter(prefix="/data/foundation/catalog")
+
+_NOT_FOUND = "CAT-1404-404"
+_INVALID = "CAT-1400-400"
+PQS_TAG = "adobe/pqs/table"
+_RESERVED = frozenset({"emu_objects", "emu_tokens", "emu_segment_members"})
+_LOGICAL_OF_SQL = {
+    "text": "string",
+    "bigint": "int64",
+    "double precision": "float64",
+    "boolean": "bool",
+    "timestamp without time zone": "timestamp",
+    "date": "date",
+}
+
+
+def table_of(dataset: dict[str, Any]) -> str:
+    """The Query Service table of a dataset (from its tag)."""
+    return str(dataset["tags"][PQS_TAG][0])
+
+
+def dataset_or_404(emu: Emulator, dataset_id: str) -> dict[str, Any]:
+    """A dataset by id, or a 404 problem document."""
+    dataset = emu.store.get("datasets", dataset_id)
+    if dataset is None:
+        raise not_found("dataset", dataset_id, "CATALOG", _NOT_FOUND)
+    return dataset
+
+
+def free_table_name(emu: Emulator, name: str) -> str:
+    """The table name for a dataset called ``name``, with a numeric suffix if another dataset has it."""
+    base = re.sub(r"[^a-z0-9_]", "_", name.lower())
+    base = base if re.match(r"^[a-z_]", base) else f"_{base}"
+    base = base[:56]
+    taken = {table_of(dataset) for dataset in emu.store.all("datasets")} | _RESERVED
+    candidate, suffix = base, 1
+    while candidate in taken or candidate.startswith("ledger_") or candidate.startswith("_batch_"):
+        candidate, suffix = f"{base}_{suffix}", suffix + 1
+    return candidate
+
+
+def dataset_columns(emu: Emulator, dataset: dict[str, Any]) -> tuple[dict[str, str], list[Column]]:
+    """The schema leaves of a dataset and the columns of its table (creating or widening the table)."""
+    leaves = schema_leaves(emu, dataset["schemaRef"]["id"])
+    wanted = [*columns_of(leaves), Column(BATCH_COLUMN, "string")]
+    return leaves, ensure_table(emu, table_of(dataset), wanted)
+
+
+def ensure_table(emu: Emulator, table: str, wanted: list[Column]) -> list[Column]:
+    """Create ``table`` with ``wanted`` columns, or add the ones it lacks; returns its columns in order."""
+    with emu.engine.connect() as conn:
+        existing = emu.engine.table_columns(conn, table)
+        if existing is not None:
+            names = {name for name, _ in existing}
+            for column in wanted:
+                if column.name not in names:
+                    emu.engine.fetchall(
+                        conn,
+                        f"ALTER TABLE {identifier(table)} ADD COLUMN {identifier(column.name)} "
+                        f"{emu.engine.sql_type(column)}",
+                    )
+            existing_columns = [Column(name, _LOGICAL_OF_SQL[sql_type]) for name, sql_type in existing]
+            return existing_columns + [column for column in wanted if column.name not in names]
+    emu.platform.ingest(DatasetSpec(table, tuple(wanted)), [])
+    return wanted
+
+
+def drop_table(emu: Emulator, table: str) -> None:
+    """Drop a dataset's table if it exists."""
+    with emu.engine.connect() as conn:
+        emu.engine.fetchall(conn, f"DROP TABLE IF EXISTS {identifier(table)}")
+
+
+def new_dataset(emu: Emulator, body: dict[str, Any], table: str) -> dict[str, Any]:
+    """Store a dataset object for ``body`` with its table tag; returns it."""
+    dataset = copy.deepcopy(body)
+    tags = dict(dataset.get("tags") or {})
+    tags[PQS_TAG] = [table]
+    dataset_id = uuid.uuid4().hex[:24]
+    dataset.update(
+        {
+            "id": dataset_id,
+            "tags": tags,
+            "imsOrg": emu.config.org_id,
+            "state": "DRAFT",
+            "version": "1.0.0",
+            "created": now_ms(),
+            "updated": now_ms(),
+            "createdClient": emu.config.client_id,
+            "namespace": "ACP",
+            "lastBatchId": None,
+            "lastBatchStatus": None,
+        }
+    )
+    return emu.store.put("datasets", dataset_id, dataset)
+
+
+def _window(items: list[dict[str, Any]], start: int, limit: int) -> dict[str, Any]:
+    """Catalog paging: a zero-based ``start`` offset and ``limit`` items, as an id-keyed map."""
+    if not 1 <= limit <= 100:
+        raise bad_request("limit must be between 1 and 100", "CATALOG", _INVALID)
+    return {item["id"]: item for item in items[start : start + limit]}
+
+
+def _project(item: dict[str, Any], properties: str | None) -> dict[str, Any]:
+    """Only the requested ``properties`` of an object (all when none are given)."""
+    if not properties:
+        return item
+    keep = {name.strip() for name in properties.split(",")}
+    return {key: value for key, value in item.items() if key in keep or key == "id"}
+
+
+@router.post("/dataSets", status_code=201)
+def create_dataset(body: JsonObject, emu: EmulatorDep) -> list[str]:
+    """Create a dataset on a tenant schema; answers ``["@/dataSets/{id}"]``."""
+    schema_id = (body.get("schemaRef") or {}).get("id")
+    if not body.get("name") or not schema_id:
+        raise bad_request("a dataset needs a name and schemaRef.id", "CATALOG", _INVALID)
+    find(emu, "schemas", schema_id)
+    dataset = new_dataset(emu, body, free_table_name(emu, body["name"]))
+    dataset_columns(emu, dataset)
+    return [f"@/dataSets/{dataset['id']}"]
+
+
+@router.get("/dataSets")
+def list_datasets(
+    emu: EmulatorDep,
+    limit: int = 20,
+    start: int = 0,
+    name: str | None = None,
+    properties: str | None = None,
+) -> dict[str, Any]:
+    """Datasets, optionally by exact name, as an id-keyed map."""
+    datasets = [d for d in emu.store.all("datasets") if name is None or d["name"] == name]
+    return {key: _project(value, properties) for key, value in _window(datasets, start, limit).items()}
+
+
+@router.get("/dataSets/{dataset_id}")
+def get_dataset(dataset_id: str, emu: EmulatorDep) -> dict[str, Any]:
+    """One dataset, as ``{id: dataset}``."""
+    return {dataset_id: dataset_or_404(emu, dataset_id)}
+
+
+@router.patch("/dataSets/{dataset_id}")
+def patch_dataset(dataset_id: str, body: JsonBody, emu: EmulatorDep) -> list[str]:
+    """JSON-Patch a dataset (e.g. ``add /tags/unifiedProfile ["enabled:true"]``)."""
+    dataset = dataset_or_404(emu, dataset_id)
+    try:
+        patched = apply_patch(dataset, body)
+    except PatchError as exc:
+        raise bad_request(str(exc), "CATALOG", _INVALID) from None
+    if table_of(patched) != table_of(dataset) or patched["id"] != dataset_id:
+        raise bad_request("a dataset's id and Query Service table cannot change", "CATALOG", _INVALID)
+    patched["updated"] = now_ms()
+    emu.store.put("datasets", dataset_id, patched)
+    return [f"@/dataSets/{dataset_id}"]
+
+
+@router.delete("/dataSets/{dataset_id}")
+def delete_dataset(dataset_id: str, emu: EmulatorDep) -> list[str]:
+    """Delete a dataset and its table."""
+    dataset = dataset_or_404(emu, dataset_id)
+    drop_table(emu, table_of(dataset))
+    emu.store.delete("datasets", dataset_id)
+    return [f"@/dataSets/{dataset_id}"]
+
+
+@router.get("/batches")
+def list_batches(
+    emu: EmulatorDep,
+    limit: int = 20,
+    start: int = 0,
+    status: str | None = None,
+    orderBy: str = "desc:created",  # noqa: N803 - AEP's parameter name
+    dataSet: str | None = Query(None),  # noqa: N803 - AEP's parameter name
+    createdAfter: int | None = None,  # noqa: N803 - AEP's parameter name
+) -> dict[str, Any]:
+    """Batches filtered by dataset, status and creation time, as an id-keyed map."""
+    batches = [
+        batch
+        for batch in emu.store.all("batches")
+        if (dataSet is None or batch["relatedObjects"][0]["id"] == dataSet)
+        and (status is None or batch["status"] == status)
+        and (createdAfter is None or batch["created"] > createdAfter)
+    ]
+    batches.sort(key=lambda batch: batch["created"], reverse=orderBy.startswith("desc"))
+    return _window(batches, start, limit)
+
+
+@router.get("/batches/{batch_id}")
+def get_batch(batch_id: str, emu: EmulatorDep) -> dict[str, Any]:
+    """One batch, as ``{id: batch}``."""
+    batch = emu.store.get("batches", batch_id)
+    if batch is None:
+        raise not_found("batch", batch_id, "CATALOG", _NOT_FOUND)
+    return {batch_id: batch}

@@ -1,0 +1,70 @@
+"""The emulator's configuration: command-line options with environment-variable defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+#: Fault switches the emulator understands (see :mod:`.faults`).
+FAULT_KEYS = frozenset(
+    {"rate_limit_every", "retry_after", "error_every", "fail_batches", "batch_delay_seconds", "token_ttl"}
+)
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything the emulator needs to start: where it listens, stores, and whom it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    dsn: str = DEFAULT_DSN
+    schema: str = "aep_emulator"
+    data_dir: Path = Path("data/emulator")
+    client_id: str = "emulator-client"
+    client_secret: str = "emulator-secret"
+    org_id: str = "EMULATOR@AdobeOrg"
+    tenant: str = "acme"
+    token_ttl: int = 86399
+    faults: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"EmulatorConfig(host={self.host!r}, port={self.port}, schema={self.schema!r}, tenant={self.tenant!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The root URL every AEP path and the IMS endpoint hang from."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def dlz_root(self) -> Path:
+        """The folder holding the Data Landing Zone containers."""
+        return self.data_dir / "dlz"
+
+
+def env_default(name: str, default: str) -> str:
+    """The value of environment variable ``name``, or ``default``."""
+    return os.environ.get(name, default)
+
+
+def load_faults(value: str | None) -> dict[str, Any]:
+    """Faults from a JSON file path or an inline JSON object; unknown switches are an error."""
+    if not value:
+        return {}
+    text = Path(value).read_text() if not value.lstrip().startswith("{") else value
+    faults = json.loads(text)
+    return check_faults(faults)
+
+
+def check_faults(faults: Any) -> dict[str, Any]:
+    """Return ``faults`` if it is an object of known switches, else raise ValueError."""
+    if not isinstance(faults, dict):
+        raise ValueError("faults must be a JSON object")
+    unknown = sorted(set(faults) - FAULT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown fault switches {unknown}; known: {sorted(FAULT_KEYS)}")
+    return dict(faults)

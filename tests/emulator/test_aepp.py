@@ -1,0 +1,100 @@
+"""An independent AEP client, aepp 0.6.0, driving the emulator (pointed at it as aep-api.md §9.4 shows)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from types import ModuleType
+
+import aepp
+import psycopg2
+import pytest
+from aepp import catalog, ingestion, queryservice, schema
+
+from .conftest import CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT, RunningEmulator
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def configured_aepp(emulator: RunningEmulator) -> Iterator[ModuleType]:
+    """aepp configured for the emulator: its two module globals overridden before any module is built."""
+    saved_global = aepp.config.endpoints["global"]
+    aepp.configure(org_id=ORG_ID, client_id=CLIENT_ID, secret=CLIENT_SECRET, scopes="openid,AdobeID", sandbox="dev")
+    aepp.config.endpoints["global"] = emulator.url
+    aepp.config.config_object["oauthTokenEndpointV2"] = emulator.url + "/ims/token/v3"
+    yield aepp
+    aepp.config.endpoints["global"] = saved_global
+
+
+def test_aepp_ingests_and_reads_back(configured_aepp: ModuleType) -> None:
+    """Schema, dataset, JSON batch through aepp; Catalog says success; the rows come back over psycopg2."""
+    registry = schema.Schema()
+    assert registry.getTenantId() == TENANT
+    group = registry.createFieldGroup(
+        {
+            "title": "aepp scores",
+            "type": "object",
+            "definitions": {
+                "customFields": {
+                    "type": "object",
+                    "properties": {
+                        f"_{TENANT}": {
+                            "type": "object",
+                            "properties": {"userid": {"type": "string"}, "propensity": {"type": "number"}},
+                        }
+                    },
+                }
+            },
+        }
+    )
+    profile_schema = registry.createProfileSchema("aepp scores", fieldGroupIds=[group["$id"]])
+    identity = registry.createDescriptor(
+        sourceSchema=profile_schema["$id"], sourceProperty=f"/_{TENANT}/userid", namespace="ECID", primary=True
+    )
+    assert identity["@id"]
+
+    cat = catalog.Catalog()
+    created = cat.createDataSet(name="aepp scores", schemaId=profile_schema["$id"], profileEnabled=True)
+    dataset_id = created[0].split("/")[-1]
+    table = cat.getDataSet(dataset_id)[dataset_id]["tags"]["adobe/pqs/table"][0]
+
+    ingest = ingestion.DataIngestion()
+    batch = ingest.createBatch(datasetId=dataset_id, format="parquet")
+    rows = [{f"_{TENANT}": {"userid": f"e{i}", "propensity": i / 4}} for i in range(4)]
+    ingest.uploadSmallFile(batchId=batch["id"], datasetId=dataset_id, filePath="scores.json", data=rows)
+    ingest.uploadSmallFileFinish(batchId=batch["id"])
+    deadline = time.monotonic() + 20
+    while (status := cat.getBatch(batch["id"])[batch["id"]]["status"]) == "staging" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status == "success"
+
+    service = queryservice.QueryService()
+    query = service.postQueries(
+        name="ctas",
+        dbname="dev:all",
+        sql=f"CREATE TABLE aepp_high AS SELECT * FROM {table} WHERE _{TENANT}_propensity > 0.3",
+    )
+    while (state := service.getQuery(query["id"])["state"]) not in (
+        "SUCCESS",
+        "FAILED",
+    ) and time.monotonic() < deadline + 20:
+        time.sleep(0.1)
+    assert state == "SUCCESS"
+    params = service.connection()
+    conn = psycopg2.connect(
+        host=params["host"],
+        port=params["port"],
+        dbname=params["dbName"],
+        user=params["username"],
+        password=params["token"],
+        options=f"-c search_path={params['searchPath']}",
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT _{TENANT}_userid, _{TENANT}_propensity FROM {table} ORDER BY 1")
+            assert cur.fetchall() == [("e0", 0.0), ("e1", 0.25), ("e2", 0.5), ("e3", 0.75)]
+            cur.execute("SELECT count(*) FROM aepp_high")
+            assert cur.fetchall() == [(2,)]
+    finally:
+        conn.close()
