@@ -2,9 +2,13 @@
 
 from kedro.config import OmegaConfigLoader
 
-from aep_propensity.hooks import NodeTimingHooks, RunContextHooks
+from aep_propensity.hooks import MlflowTrackingHooks, NodeTimingHooks, RunContextHooks
 
-HOOKS = (RunContextHooks(), NodeTimingHooks())
+HOOKS = (RunContextHooks(), NodeTimingHooks(), MlflowTrackingHooks())
+
+# kedro-mlflow (the optional `mlflow` extra) would track every run once installed: its hook is off here,
+# and MlflowTrackingHooks runs it only in environments with an mlflow.yml (`kedro run --env mlflow`).
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -1,91 +1,22 @@
-"""A real emulator: ``python -m aep_propensity.emulator.cli`` on a free loopback port, fresh PG schema."""
+"""The emulator for its contract tests (tests/emulator_process.py) and a minimal AEP caller."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import requests
 
-from tests.conftest import PG_DSN, require_postgres
-
-CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT = "emulator-client", "emulator-secret", "EMULATOR@AdobeOrg", "acme"
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class RunningEmulator:
-    """An emulator subprocess and what a test needs to talk to it."""
-
-    port: int
-    schema: str
-    data_dir: Path
-    log: Path
-    process: subprocess.Popen | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        """The emulator's root URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Start the process and wait until it answers its health check."""
-        command = [sys.executable, "-m", "aep_propensity.emulator.cli", "--port", str(self.port)]
-        command += ["--dsn", PG_DSN, "--schema", self.schema, "--data-dir", str(self.data_dir)]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"emulator exited: {self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/emulator/health", timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("emulator did not answer within 30 s")
-
-    def stop(self) -> None:
-        """Terminate the process (and wait for it)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port, schema and data folder."""
-        self.stop()
-        self.start()
+from tests.emulator_process import CLIENT_ID, CLIENT_SECRET, ORG_ID, RunningEmulator, running_emulator
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
-    """A running emulator in a fresh PostgreSQL schema, dropped at the end."""
-    require_postgres()
-    folder = tmp_path_factory.mktemp("emulator")
-    running = RunningEmulator(free_port(), f"test_emu_{uuid.uuid4().hex[:10]}", folder / "data", folder / "log.txt")
-    running.start()
-    try:
+    """A running emulator shared by a test module."""
+    with running_emulator(tmp_path_factory.mktemp("emulator")) as running:
         yield running
-    finally:
-        running.stop()
-        with psycopg2.connect(PG_DSN) as conn, conn.cursor() as cur:
-            cur.execute(f'DROP SCHEMA IF EXISTS "{running.schema}" CASCADE')
-        conn.close()
 
 
 def fetch_token(url: str, client_id: str = CLIENT_ID, secret: str = CLIENT_SECRET) -> requests.Response:

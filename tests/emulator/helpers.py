@@ -10,7 +10,9 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .conftest import TENANT, AEPClient
+from tests.emulator_process import TENANT
+
+from .conftest import AEPClient
 
 SR = "/data/foundation/schemaregistry"
 CATALOG = "/data/foundation/catalog"

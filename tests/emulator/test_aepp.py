@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from aepp import catalog, ingestion, queryservice, schema
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT, RunningEmulator
+from tests.emulator_process import CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT, RunningEmulator
 
 pytestmark = pytest.mark.postgres
 

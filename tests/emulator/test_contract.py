@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from .conftest import CLIENT_ID, ORG_ID, TENANT, AEPClient, RunningEmulator, fetch_token
+from tests.emulator_process import CLIENT_ID, ORG_ID, TENANT, RunningEmulator
+
+from .conftest import AEPClient, fetch_token
 from .helpers import (
     CATALOG,
     FLOWS,

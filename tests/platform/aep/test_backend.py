@@ -17,8 +17,9 @@ from aep_propensity.platform.local_audiences import ProfileSource
 from aep_propensity.platform.port import AudienceDefinition, Column, DatasetSpec, PlatformError
 from aep_propensity.platform.sql import identifier, render_template
 from tests.conftest import PROJECT
+from tests.emulator_process import CLIENT_SECRET, RunningEmulator
 
-from .conftest import SECRET, Emulator, aep_config
+from .conftest import aep_config
 
 pytestmark = pytest.mark.postgres
 
@@ -143,7 +144,7 @@ def test_profile_types_round_trip_and_replace_reverts_the_old_batch(aep: AEPPlat
     assert [r.id for r in aep.batches("profiles") if r.status == "success"] == [second.id]
 
 
-def test_interactive_row_limit(emulator: Emulator) -> None:
+def test_interactive_row_limit(emulator: RunningEmulator) -> None:
     platform = make_platform(*aep_config(emulator, interactive_row_limit=10))
     platform.ingest(PROFILES, [profiles_frame(11)])
     assert len(platform.query("SELECT * FROM profiles LIMIT 10")) == 10
@@ -184,7 +185,7 @@ def test_scores_of_each_run_never_duplicate(aep: AEPPlatform) -> None:
     assert history.to_dict("list") == {"run_id": ["run-a", "run-b"], "n": [4, 4]}
 
 
-def test_a_failed_batch_leaves_nothing_visible(aep: AEPPlatform, emulator: Emulator) -> None:
+def test_a_failed_batch_leaves_nothing_visible(aep: AEPPlatform, emulator: RunningEmulator) -> None:
     aep.ingest(SCORES, [scores_frame("run-a", ["p1"], 0.2, datetime(2026, 10, 1))])
     emulator.set_faults({"fail_batches": True})
     with pytest.raises(AEPError, match="batch .* failed"):
@@ -193,7 +194,7 @@ def test_a_failed_batch_leaves_nothing_visible(aep: AEPPlatform, emulator: Emula
     assert list(aep.query("SELECT run_id FROM propensity_scores")["run_id"]) == ["run-a"]
 
 
-def test_transient_429_and_500_are_retried(aep: AEPPlatform, emulator: Emulator) -> None:
+def test_transient_429_and_500_are_retried(aep: AEPPlatform, emulator: RunningEmulator) -> None:
     emulator.set_faults({"rate_limit_every": 3, "retry_after": 1})
     aep.ingest(PROFILES, [profiles_frame(3)])
     emulator.set_faults({"error_every": 4})
@@ -201,7 +202,7 @@ def test_transient_429_and_500_are_retried(aep: AEPPlatform, emulator: Emulator)
     emulator.set_faults({})
 
 
-def test_a_wrong_secret_gives_aeps_error(emulator: Emulator) -> None:
+def test_a_wrong_secret_gives_aeps_error(emulator: RunningEmulator) -> None:
     config, credentials = aep_config(emulator)
     platform = make_platform(config, {**credentials, "client_secret": "wrong-secret"})
     with pytest.raises(AEPError) as caught:
@@ -230,7 +231,7 @@ def test_no_token_or_secret_in_logs_errors_or_reprs(aep: AEPPlatform, caplog) ->
     token = aep.client.token()
     texts = [caplog.text, str(caught.value), repr(aep), repr(aep.client), repr(aep.client.credentials)]
     for text in texts:
-        assert token not in text and SECRET not in text
+        assert token not in text and CLIENT_SECRET not in text
     assert "missing_table" in str(caught.value)
 
 

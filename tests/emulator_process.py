@@ -1,0 +1,102 @@
+"""A real AEP emulator for tests: ``aep-emulator`` as a subprocess on a free loopback port, in its own
+PostgreSQL schema (dropped afterwards) and data folder. Shared by the emulator's contract tests, the
+aep backend's tests and the end-to-end run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import requests
+
+from tests.conftest import PG_DSN, require_postgres
+
+CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT = "emulator-client", "emulator-secret-for-tests", "EMULATOR@AdobeOrg", "acme"
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningEmulator:
+    """An emulator subprocess and what a test needs to talk to it."""
+
+    port: int
+    schema: str
+    data_dir: Path
+    log: Path
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The emulator's root URL (AEP's gateway and IMS both)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the process (with none of the caller's AEP_EMULATOR_* variables) and wait for its health check."""
+        command = [sys.executable, "-m", "aep_propensity.emulator.cli", "--port", str(self.port), "--dsn", PG_DSN]
+        command += ["--schema", self.schema, "--data-dir", str(self.data_dir), "--client-secret", CLIENT_SECRET]
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AEP_EMULATOR_")}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"emulator exited: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/emulator/health", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("emulator did not answer within 30 s")
+
+    def stop(self) -> None:
+        """Terminate the process (and wait for it)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, schema and data folder."""
+        self.stop()
+        self.start()
+
+    def set_faults(self, faults: dict) -> None:
+        """Replace the emulator's fault switches (its test-only endpoint)."""
+        requests.post(f"{self.url}/emulator/faults", json=faults, timeout=10).raise_for_status()
+
+
+@contextmanager
+def running_emulator(folder: Path) -> Iterator[RunningEmulator]:
+    """A running emulator in a fresh PostgreSQL schema, files under ``folder``; schema dropped at the end."""
+    require_postgres()
+    folder.mkdir(parents=True, exist_ok=True)
+    emulator = RunningEmulator(free_port(), f"test_emu_{uuid.uuid4().hex[:10]}", folder / "data", folder / "log.txt")
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+        conn = psycopg2.connect(PG_DSN)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(f'DROP SCHEMA IF EXISTS "{emulator.schema}" CASCADE')
+        finally:
+            conn.close()
