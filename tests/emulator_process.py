@@ -82,6 +82,12 @@ class RunningEmulator:
         """Replace the emulator's fault switches (its test-only endpoint)."""
         requests.post(f"{self.url}/emulator/faults", json=faults, timeout=10).raise_for_status()
 
+    def injected_faults(self) -> int:
+        """How many 429s and 500s the fault switches injected since they were set."""
+        answer = requests.get(f"{self.url}/emulator/faults", timeout=10)
+        answer.raise_for_status()
+        return int(answer.json()["injected"])
+
 
 @contextmanager
 def running_emulator(folder: Path) -> Iterator[RunningEmulator]:

@@ -1,5 +1,6 @@
 """End to end through the aep backend: every pipeline with ``--env emulator`` against a real emulator on a
-free loopback port gets the same counts as the embedded run on the same seed and parameters."""
+free loopback port, with transient 429s and 500s injected, gets the same counts as the embedded run on
+the same seed and parameters."""
 
 from __future__ import annotations
 
@@ -56,11 +57,14 @@ def test_emulator_run_matches_the_embedded_run(tmp_path: Path, kedro_session, mo
     with running_emulator(tmp_path / "emulator") as emulator:
         monkeypatch.setenv("AEP_EMULATOR_URL", emulator.url)
         monkeypatch.setenv("AEP_CLIENT_SECRET", CLIENT_SECRET)
+        emulator.set_faults({"rate_limit_every": 23, "retry_after": 0, "error_every": 37})
         with KedroSession.create(project_path=PROJECT, env="emulator", conf_source=str(conf)) as session:
             session.run()
         with KedroSession.create(project_path=PROJECT, env="emulator", conf_source=str(conf)) as session:
             through_aep = counts(session)
+        injected = emulator.injected_faults()
 
     assert embedded["profiles"] == 3_000 and embedded["events"] > 10_000
     assert embedded["members"] and all(files for files, _ in embedded["delivered"].values())
+    assert injected >= 10  # the run met AEP's transient errors and retried through them
     assert through_aep == embedded

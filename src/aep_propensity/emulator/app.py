@@ -129,6 +129,7 @@ async def gateway(request: Request, call_next: Callable[[Request], Awaitable[Res
     emu: Emulator = request.app.state.emulator
     fault = injected_fault(emu)
     if fault is not None:
+        emu.count_injected()
         return fault.response()
     try:
         request.state.sandbox = await run_in_threadpool(check_headers, emu, request)
@@ -192,8 +193,9 @@ def health(emu: EmulatorDep) -> dict[str, str]:
 
 
 def get_faults(emu: EmulatorDep) -> dict[str, Any]:
-    """``GET /emulator/faults`` (not an AEP path): the current fault switches."""
-    return emu.faults
+    """``GET /emulator/faults`` (not an AEP path): the current fault switches and how many 429s and 500s
+    they injected since they were set."""
+    return {"faults": emu.faults, "injected": emu.injected}
 
 
 def set_faults(body: JsonBody, emu: EmulatorDep) -> dict[str, Any]:

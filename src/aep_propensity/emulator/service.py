@@ -40,6 +40,7 @@ class Emulator:
         self.platform = LocalPlatform(self.engine)
         self.faults: dict[str, Any] = dict(config.faults)
         self._calls = 0
+        self.injected = 0
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="emulator-job")
         config.dlz_root.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,7 @@ class Emulator:
         checked = check_faults(faults)
         with self._lock:
             self.faults = checked
-            self._calls = 0
+            self._calls = self.injected = 0
         return checked
 
     def count_call(self) -> int:
@@ -76,6 +77,11 @@ class Emulator:
         with self._lock:
             self._calls += 1
             return self._calls
+
+    def count_injected(self) -> None:
+        """Count one injected 429 or 500."""
+        with self._lock:
+            self.injected += 1
 
     @property
     def token_ttl(self) -> int:

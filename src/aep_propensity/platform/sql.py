@@ -54,8 +54,9 @@ def transpile(sql: str, dialect: str) -> str:
 
 
 def identifier(name: str) -> Sql:
-    """A quoted identifier for a checked table or column name."""
-    return Sql(exp.to_identifier(check_name(name, "identifier"), quoted=True).sql(CANONICAL_DIALECT))
+    """A quoted identifier for a checked table or column name (column names may be mixed-case: ``eventType``)."""
+    check_name(name.lower() if isinstance(name, str) else name, "identifier")
+    return Sql(exp.to_identifier(name, quoted=True).sql(CANONICAL_DIALECT))
 
 
 def literal_list(values: list[str | int | float]) -> Sql:

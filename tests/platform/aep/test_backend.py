@@ -14,8 +14,9 @@ from aep_propensity.platform import make_platform
 from aep_propensity.platform.aep import AEPError, AEPPlatform
 from aep_propensity.platform.destinations import FileDestination
 from aep_propensity.platform.local_audiences import ProfileSource
-from aep_propensity.platform.port import AudienceDefinition, Column, DatasetSpec, PlatformError
+from aep_propensity.platform.port import AudienceDefinition, PlatformError
 from aep_propensity.platform.sql import identifier, render_template
+from tests.catalog_specs import catalog_spec
 from tests.conftest import PROJECT
 from tests.emulator_process import CLIENT_SECRET, RunningEmulator
 
@@ -23,51 +24,9 @@ from .conftest import aep_config
 
 pytestmark = pytest.mark.postgres
 
-PROFILES = DatasetSpec(
-    "profiles",
-    (
-        Column("ecid", "string"),
-        Column("email", "string"),
-        Column("gender", "string"),
-        Column("birth_year", "int64"),
-        Column("state", "string"),
-        Column("loyalty_tier", "string"),
-        Column("loyalty_points", "int64"),
-        Column("loyalty_join_date", "date"),
-    ),
-    identity="ecid",
-    profile_enabled=True,
-)
-EVENTS = DatasetSpec(
-    "experience_events",
-    (
-        Column("_id", "string"),
-        Column("ecid", "string"),
-        Column("eventType", "string"),
-        Column("timestamp", "timestamp"),
-        Column("web_webpagedetails_pageviews", "float64"),
-        Column("web_webinteraction_linkclicks", "float64"),
-        Column("directmarketing_sends", "float64"),
-        Column("directmarketing_opens", "float64"),
-        Column("directmarketing_clicks", "float64"),
-    ),
-    identity="ecid",
-    profile_enabled=True,
-)
-SCORES = DatasetSpec(
-    "propensity_scores",
-    (
-        Column("ecid", "string"),
-        Column("score", "float64"),
-        Column("decile", "int64"),
-        Column("converted", "bool"),
-        Column("model_id", "string"),
-        Column("run_id", "string"),
-        Column("scored_at", "timestamp"),
-    ),
-    identity="ecid",
-    profile_enabled=True,
-)
+PROFILES = catalog_spec("profiles@chunks")
+EVENTS = catalog_spec("experience_events@chunks")
+SCORES = catalog_spec("propensity_scores@chunks")
 
 
 def profiles_frame(n: int, offset: int = 0) -> pd.DataFrame:
@@ -158,14 +117,16 @@ def test_ctas_and_export(aep: AEPPlatform, tmp_path) -> None:
         "event_counts", 'SELECT ecid, "eventType", count(*) AS events FROM experience_events GROUP BY 1, 2'
     )
     assert handle.columns == ("ecid", "eventType", "events") and handle.row_count == 6
-    again = aep.create_table_as("event_counts", "SELECT ecid, count(*) AS events FROM experience_events GROUP BY 1")
-    assert again.row_count == 3  # replaced
     record = aep.export("event_counts", str(tmp_path / "egress"))
-    assert (record.table, record.rows) == ("event_counts", 3) and record.files >= 1
-    parts = sorted((tmp_path / "egress" / "event_counts").glob("exportTime=*/part-*.parquet"))
+    assert (record.table, record.rows) == ("event_counts", 6) and record.files >= 1
+    parts = sorted((tmp_path / "egress" / "event_counts").glob(f"exportTime={record.export_time}/part-*.parquet"))
     assert len(parts) == record.files
     table = pq.read_table(parts[0].parent)
-    assert sorted(table.column("ecid").to_pylist()) == ["p0", "p1", "p2"]
+    assert table.column_names == ["ecid", "eventType", "events"]  # mixed case kept
+    assert sorted(set(table.column("ecid").to_pylist())) == ["p0", "p1", "p2"]
+    again = aep.create_table_as("event_counts", "SELECT ecid, count(*) AS events FROM experience_events GROUP BY 1")
+    assert again.row_count == 3  # replaced
+    assert aep.export("event_counts", str(tmp_path / "egress")).rows == 3
 
 
 def test_scores_of_each_run_never_duplicate(aep: AEPPlatform) -> None:
