@@ -6,6 +6,7 @@ import logging
 from datetime import date, datetime
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -109,6 +110,12 @@ def test_interactive_row_limit(emulator: RunningEmulator) -> None:
     assert len(platform.query("SELECT * FROM profiles LIMIT 10")) == 10
     with pytest.raises(PlatformError, match="more than 10 rows"):
         platform.query("SELECT * FROM profiles")
+    small = list(platform.read_batches("SELECT * FROM profiles LIMIT 10", batch_rows=4))
+    assert [batch.num_rows for batch in small] == [4, 4, 2]  # within the limit: interactively
+    exported = pa.Table.from_batches(list(platform.read_batches("SELECT * FROM profiles", batch_rows=4)))
+    assert sorted(exported.column("ecid").to_pylist()) == sorted(f"p{i}" for i in range(11))  # beyond: an export
+    scratch = platform.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_name LIKE '_read_%'")
+    assert scratch["n"].iloc[0] == 0  # the scratch table of the export is gone
 
 
 def test_ctas_and_export(aep: AEPPlatform, tmp_path) -> None:

@@ -12,8 +12,8 @@ How each port operation is done on AEP (aep-api.md names the calls):
   ``adobe/pqs/table`` tag) gives the pipelines their flat columns back.
 - ``query``/``handle``/``exists``: interactive SQL over psycopg2 with the connection parameters of
   ``GET /query/connection_parameters`` (``sslmode`` from config); more than the interactive row
-  limit (50,000) is an error. ``read_batches`` streams a query through a server-side cursor
-  (``DECLARE ... CURSOR`` / ``FETCH``, which Query Service supports).
+  limit (50,000) is an error. ``read_batches`` reads interactively what fits that limit and
+  anything larger through an export (CTAS into a scratch table, exported, read, dropped).
 - ``create_table_as``/``create_view``: ``DROP`` then ``CREATE TABLE ... AS``/``CREATE VIEW`` through
   the Queries API (``POST /queries``, polled to ``SUCCESS``). SQL is transpiled from the canonical
   dialect to ``query_dialect`` (``spark`` on AEP, ``postgres`` on the emulator).
@@ -39,6 +39,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -88,6 +90,7 @@ FLOWS = "/data/foundation/flowservice"
 SEGMENTS = "/data/core/ups"
 ADHOC_RUN = "/data/core/activation/disflowprovider/adhocrun"
 DLZ_CREDENTIALS = "/data/foundation/connectors/landingzone/credentials"
+COPY_BUFFER_BYTES = 16 * 1024 * 1024
 
 XED_JSON = "application/vnd.adobe.xed+json"
 XED_ID_JSON = "application/vnd.adobe.xed-id+json"
@@ -228,13 +231,23 @@ class AEPPlatform:
         return pd.DataFrame(rows, columns=columns)
 
     def read_batches(self, sql: str, batch_rows: int = 131_072) -> Iterator[pa.RecordBatch]:
-        """Stream the rows of a canonical-dialect query through a server-side cursor."""
-        with self._connect() as conn, conn.cursor(name=f"read_{uuid.uuid4().hex}") as cur:
-            cur.itersize = batch_rows
-            cur.execute(transpile(sql, self.dialect))
-            while rows := cur.fetchmany(batch_rows):
-                columns = [d.name for d in cur.description]
-                yield pa.RecordBatch.from_pandas(pd.DataFrame(rows, columns=columns), preserve_index=False)
+        """Stream the rows of a canonical-dialect query: interactively when they fit the interactive row
+        limit, else through a dataset export (CTAS into a scratch table, exported, read, dropped), since
+        AEP caps interactive results and bulk data never travels that way."""
+        count = self.query(f"SELECT count(*) AS n FROM ({sql}) AS counted")
+        if int(count.iloc[0, 0]) <= self.interactive_row_limit:
+            yield from pa.Table.from_pandas(self.query(sql), preserve_index=False).to_batches(batch_rows)
+            return
+        scratch = f"_read_{uuid.uuid4().hex[:16]}"
+        self.create_table_as(scratch, sql)
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                record = self.export(scratch, folder)
+                fs, path = fsspec.core.url_to_fs(record.path)
+                for part in sorted(fs.ls(path, detail=False)):
+                    yield from pq.ParquetFile(part, filesystem=fs).iter_batches(batch_rows)
+        finally:
+            self.run_query(transpile(f"DROP TABLE IF EXISTS {identifier(scratch)}", self.dialect), f"drop {scratch}")
 
     def _columns(self, table: str) -> tuple[str, ...] | None:
         """The columns of ``table``, or None when it does not exist."""
@@ -537,11 +550,11 @@ class AEPPlatform:
         rows = size = 0
         parts = sorted(path for path in dlz.ls(source, detail=False) if path.endswith(".parquet"))
         for index, part in enumerate(parts):
-            with dlz.open(part, "rb") as reader, fs.open(f"{staging}/part-{index}.parquet", "wb") as writer:
-                data = reader.read()
-                writer.write(data)
-            rows += pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-            size += len(data)
+            copy = f"{staging}/part-{index}.parquet"
+            with dlz.open(part, "rb") as reader, fs.open(copy, "wb") as writer:
+                shutil.copyfileobj(reader, writer, COPY_BUFFER_BYTES)
+            rows += pq.ParquetFile(copy, filesystem=fs).metadata.num_rows
+            size += fs.size(copy)
         fs.mv(staging, final, recursive=True)
         logger.info("Exported %s: %s rows in %d files to %s", table, f"{rows:,}", len(parts), final)
         return ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, len(parts), size)
