@@ -118,6 +118,14 @@ def test_interactive_row_limit(emulator: RunningEmulator) -> None:
     assert scratch["n"].iloc[0] == 0  # the scratch table of the export is gone
 
 
+def test_large_files_are_uploaded_in_parts(emulator: RunningEmulator) -> None:
+    platform = make_platform(*aep_config(emulator, upload_file_bytes=2_000))  # AEP's threshold is 256 MB
+    record = platform.ingest(PROFILES, [profiles_frame(300), profiles_frame(300, offset=300)])
+    assert (record.rows, record.files) == (600, 2)
+    frame = platform.query("SELECT ecid, birth_year FROM profiles")
+    assert sorted(frame["ecid"]) == sorted(f"p{i}" for i in range(600))
+
+
 def test_ctas_and_export(aep: AEPPlatform, tmp_path) -> None:
     aep.ingest(EVENTS, [events_frame(40)])
     handle = aep.create_table_as(

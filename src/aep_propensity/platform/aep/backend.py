@@ -4,8 +4,8 @@ How each port operation is done on AEP (aep-api.md names the calls):
 
 - ``ingest``: the flat dataset ``X`` becomes the XDM dataset ``X_xdm`` (:mod:`..xdm` maps it; the
   tenant field group, schema, identity descriptor and profile enabling are got or created by title,
-  the dataset by name). Chunks are uploaded as nested Parquet files of one batch (a chunk larger
-  than ``upload_file_bytes`` is split into several files), then COMPLETE and polled to ``success``;
+  the dataset by name). Each chunk is uploaded as one nested Parquet file of the batch (a file larger
+  than ``upload_file_bytes``, 256 MB, as AEP's large file in parts), then COMPLETE and polled to ``success``;
   any failure aborts the batch, so nothing becomes visible. ``replace`` reverts the dataset's earlier
   batches once the new one succeeded. The flat view ``X`` (``CREATE OR REPLACE VIEW X AS SELECT
   <xdm path> AS <column> ...`` over the dataset's Query Service table, read from its
@@ -373,15 +373,11 @@ class AEPPlatform:
         try:
             for index, chunk in enumerate(chunks, start=1):
                 flat = conform_chunk(chunk, spec, index)
-                for payload in self._parquet_files(to_nested(flat, mapping)):
-                    files += 1
-                    self.client.call(
-                        "PUT",
-                        f"{IMPORT}/batches/{batch_id}/datasets/{dataset_id}/files/part-{files:05d}.parquet",
-                        data=payload,
-                        headers={"Content-Type": "application/octet-stream"},
-                    )
-                rows += flat.num_rows
+                self._upload(
+                    f"{IMPORT}/batches/{batch_id}/datasets/{dataset_id}/files/part-{index:05d}.parquet",
+                    _parquet_bytes(to_nested(flat, mapping)),
+                )
+                rows, files = rows + flat.num_rows, index
         except BaseException:
             self._abort(batch_id)
             raise
@@ -400,15 +396,20 @@ class AEPPlatform:
         except AEPError as exc:
             logger.warning("Aborting batch %s failed: %s", batch_id, exc)
 
-    def _parquet_files(self, nested: pa.Table) -> Iterator[bytes]:
-        """The nested table as Parquet files of at most about ``upload_file_bytes`` each."""
-        payload = _parquet_bytes(nested)
-        if len(payload) <= self.upload_file_bytes or nested.num_rows <= 1:
-            yield payload
+    def _upload(self, url: str, payload: bytes) -> None:
+        """Upload one file of a batch: in one PUT up to ``upload_file_bytes``; larger, as AEP's large file
+        (``?action=INITIALIZE``, parts of at most ``upload_file_bytes`` with ``Content-Range``, then
+        ``?action=COMPLETE``)."""
+        octets = {"Content-Type": "application/octet-stream"}
+        if len(payload) <= self.upload_file_bytes:
+            self.client.call("PUT", url, data=payload, headers=octets)
             return
-        half = nested.num_rows // 2
-        yield from self._parquet_files(nested.slice(0, half))
-        yield from self._parquet_files(nested.slice(half))
+        self.client.call("POST", url, params={"action": "INITIALIZE"})
+        for start in range(0, len(payload), self.upload_file_bytes):
+            part = payload[start : start + self.upload_file_bytes]
+            content_range = f"bytes {start}-{start + len(part) - 1}/{len(payload)}"
+            self.client.call("PATCH", url, data=part, headers={**octets, "Content-Range": content_range})
+        self.client.call("POST", url, params={"action": "COMPLETE"})
 
     def _wait_for_batch(self, batch_id: str) -> str:
         """Poll the Catalog until the batch is done; a failed batch raises with AEP's errors."""
