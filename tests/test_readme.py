@@ -211,6 +211,9 @@ EXCLUDED: dict[str, Excluded] = {
     'pip install -e ".[mlflow]"': Excluded(
         "an install; the test extra includes kedro-mlflow", f'{DRY_INSTALL} -e ".[mlflow]"', "project"
     ),
+    'pip install -e ".[aep]"': Excluded(
+        "an install for a real sandbox (adlfs)", f'{DRY_INSTALL} -e ".[aep]"', "project"
+    ),
     "pytest": Excluded("the test suite itself (recursion)", "pytest --version"),
     "kedro viz run": Excluded("a server", "kedro viz run --help"),
     "kedro mlflow ui --env mlflow": Excluded("a server", "kedro mlflow ui --help", needs="kedro_mlflow"),
