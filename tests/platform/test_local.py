@@ -125,6 +125,19 @@ def test_failed_replace_keeps_old_rows(platform):
     assert platform.handle("people").row_count == 3
 
 
+def test_retired_rows_go_in_the_batch_transaction(platform):
+    """AEP's batch replay: the new batch's rows appear and the retired rows vanish together, or neither."""
+    platform.ingest(SPEC, [chunk(0, 5)])
+    with pytest.raises(RuntimeError, match="producer crashed"):
+        platform.ingest(SPEC, failing_chunks(), retire=("ecid", ["p0", "p1"]))
+    assert platform.handle("people").row_count == 5  # nothing retired by a failed batch
+    platform.ingest(SPEC, [chunk(5, 2)], retire=("ecid", ["p0", "p1"]))
+    ecids = sorted(platform.query('SELECT ecid FROM "people"')["ecid"])
+    assert ecids == ["p2", "p3", "p4", "p5", "p6"]
+    with pytest.raises(ValueError, match="retire is for appended batches"):
+        platform.ingest(SPEC, [chunk(0, 1)], replace=True, retire=("ecid", ["p2"]))
+
+
 def test_append_with_changed_schema_is_refused(platform):
     platform.ingest(SPEC, [chunk(0, 1)])
     other = DatasetSpec("people", (Column("ecid", "string"),), identity="ecid")

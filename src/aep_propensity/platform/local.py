@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +33,7 @@ from .port import (
     check_name,
     utc_now,
 )
-from .sql import transpile
+from .sql import identifier, transpile
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,11 @@ class LocalPlatform(LocalAudiences):
     # -- ingestion ------------------------------------------------------------------------------
 
     def ingest(
-        self, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame], replace: bool = False
+        self,
+        spec: DatasetSpec,
+        chunks: Iterable[pa.Table | pd.DataFrame],
+        replace: bool = False,
+        retire: tuple[str, Sequence[str]] | None = None,
     ) -> BatchRecord:
         """Ingest every chunk into ``spec``'s dataset as one batch: all of it, or nothing and a failed batch.
 
@@ -159,7 +163,13 @@ class LocalPlatform(LocalAudiences):
         dataset's first, fills a staging table ``_batch_<id>`` chunk by chunk, each committed so that
         memory stays flat however large the batch, then renames it over the dataset in one final
         transaction. Nothing is visible before the end; on failure the staging table is dropped.
+
+        ``retire=(column, values)`` deletes the dataset's rows whose ``column`` is one of ``values`` in
+        the same final transaction: the rows of earlier batches this one replaces (AEP's batch replay),
+        so readers see the old rows or the new ones, never both.
         """
+        if retire is not None and replace:
+            raise ValueError("a replacing batch replaces every row: retire is for appended batches")
         batch_id, created = uuid.uuid4().hex, utc_now()
         staging = f"_batch_{batch_id}"
         with self.engine.connect() as conn:
@@ -177,6 +187,13 @@ class LocalPlatform(LocalAudiences):
                     self.engine.commit(conn)
                 rows, files = self._insert_chunks(conn, spec.name if appending else staging, spec, chunks, appending)
                 self._register(conn, spec)
+                if appending and retire is not None and retire[1]:
+                    column, values = retire
+                    self._execute(
+                        conn,
+                        f'DELETE FROM "{spec.name}" WHERE {identifier(column)} IN ({self._marks(len(values))})',
+                        list(values),
+                    )
                 if not appending:
                     self._execute(conn, f'DROP TABLE IF EXISTS "{spec.name}"')
                     self._execute(conn, f'ALTER TABLE "{staging}" RENAME TO "{spec.name}"')
