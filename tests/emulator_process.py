@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg2
 import requests
 
+from aep_propensity.platform.sql import identifier
 from tests.conftest import PG_DSN, require_postgres
 
 CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT = "emulator-client", "emulator-secret-for-tests", "EMULATOR@AdobeOrg", "acme"
@@ -100,9 +101,15 @@ def running_emulator(folder: Path) -> Iterator[RunningEmulator]:
         yield emulator
     finally:
         emulator.stop()
-        conn = psycopg2.connect(PG_DSN)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(f'DROP SCHEMA IF EXISTS "{emulator.schema}" CASCADE')
-        finally:
-            conn.close()
+        for schema in (emulator.schema, f"{emulator.schema}_state"):  # its datasets and its own state
+            drop_schema(schema)
+
+
+def drop_schema(schema: str) -> None:
+    """Drop a PostgreSQL schema and everything in it."""
+    conn = psycopg2.connect(PG_DSN)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {identifier(schema)} CASCADE")
+    finally:
+        conn.close()

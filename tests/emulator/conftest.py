@@ -19,7 +19,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulat
         yield running
 
 
-def fetch_token(url: str, client_id: str = CLIENT_ID, secret: str = CLIENT_SECRET) -> requests.Response:
+def fetch_token(url: str, client_id: str | bytes = CLIENT_ID, secret: str | bytes = CLIENT_SECRET) -> requests.Response:
     """POST the client-credentials grant to the emulator's IMS endpoint."""
     data = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": "openid"}
     return requests.post(url + "/ims/token/v3", data=data, timeout=10)

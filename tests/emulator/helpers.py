@@ -85,9 +85,14 @@ def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
     return sink.getvalue()
 
 
-def ingest(client: AEPClient, dataset_id: str, files: dict[str, bytes], fmt: str = "parquet") -> dict[str, Any]:
-    """Create a batch, upload ``files``, complete it and poll Catalog until it leaves staging."""
-    body = {"datasetId": dataset_id, "inputFormat": {"format": fmt, "isMultiLineJson": fmt == "json"}}
+def ingest(
+    client: AEPClient, dataset_id: str, files: dict[str, bytes], fmt: str = "parquet", replay: list[str] | None = None
+) -> dict[str, Any]:
+    """Create a batch (replaying ``replay``'s batches), upload ``files``, complete it and poll Catalog until
+    it leaves staging."""
+    body: dict[str, Any] = {"datasetId": dataset_id, "inputFormat": {"format": fmt, "isMultiLineJson": fmt == "json"}}
+    if replay:
+        body["replay"] = {"predecessors": replay, "reason": "replace"}
     batch = client.ok("POST", IMPORT + "/batches", 201, json=body)
     assert batch["status"] == "loading"
     for name, data in files.items():

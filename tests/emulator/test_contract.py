@@ -53,9 +53,13 @@ def test_ims_token(emulator: RunningEmulator) -> None:
     assert answer.status_code == 200
     assert answer.json()["token_type"] == "bearer" and answer.json()["expires_in"] == 86399
     wrong_secret = fetch_token(emulator.url, secret="nope")
-    assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
     wrong_client = fetch_token(emulator.url, client_id="nobody")
-    assert wrong_client.status_code == 400 and wrong_client.json()["error"] == "invalid_client"
+    assert wrong_secret.status_code == wrong_client.status_code == 401
+    assert wrong_secret.json() == wrong_client.json()  # a wrong id and a wrong secret look the same
+    assert wrong_secret.json()["error"] == "invalid_client"
+    for odd in ("sécret-ü", "秘密", b"\xff\xfe"):  # non-ASCII or invalid UTF-8 is a mismatch (401), not a 500
+        assert fetch_token(emulator.url, secret=odd).status_code == 401
+        assert fetch_token(emulator.url, client_id=odd).status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -155,6 +159,18 @@ def test_datasets_and_batches(client: AEPClient) -> None:
     client.ok("POST", f"{IMPORT}/batches/{batch['id']}?action=REVERT")
     assert query_service(client, f"SELECT count(*) FROM {table}") == [(2,)]
     assert client.ok("GET", f"{CATALOG}/batches/{batch['id']}")[batch["id"]]["status"] == "deleted"
+
+
+def test_batch_replay_retires_its_predecessors(client: AEPClient) -> None:
+    """A replay batch's rows appear as its predecessors' rows go, in one transaction (aep-api.md §4)."""
+    _, dataset_id = profile_dataset(client, "Replay Test", profile=False)
+    first = ingest(client, dataset_id, {"a.json": json_bytes([{"_acme": {"userid": "old"}}])}, fmt="json")
+    second = ingest(
+        client, dataset_id, {"b.json": json_bytes([{"_acme": {"userid": "new"}}])}, fmt="json", replay=[first["id"]]
+    )
+    assert second["status"] == "success"
+    assert query_service(client, f"SELECT _acme_userid FROM {table_of(client, dataset_id)}") == [("new",)]
+    assert client.ok("GET", f"{CATALOG}/batches/{first['id']}")[first["id"]]["status"] == "deleted"
 
 
 def test_failed_batches(client: AEPClient) -> None:

@@ -8,6 +8,7 @@ content type on bodies) and the fault switches. ``/emulator/...`` paths are the 
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets
@@ -50,14 +51,26 @@ async def token(request: Request) -> JSONResponse:
     secret = _form_value(form, request.query_params, "client_secret")
     if grant != "client_credentials":
         return ims_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
-    if not secrets.compare_digest(client_id, emu.config.client_id):
-        return ims_error(400, "invalid_client", "invalid client_id parameter")
-    if not secrets.compare_digest(secret, emu.config.client_secret):
-        return ims_error(401, "invalid_client", "invalid client_secret parameter")
+    if not credentials_match(emu, client_id, secret):
+        return ims_error(401, "invalid_client", "invalid client credentials")
     access_token = "emu-" + secrets.token_urlsafe(48)
     ttl = emu.token_ttl
     await run_in_threadpool(emu.store.add_token, access_token, client_id, ttl)
     return JSONResponse({"access_token": access_token, "token_type": "bearer", "expires_in": ttl})
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8 bytes (lone surrogates included, so that no input fails to encode)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def credentials_match(emu: Emulator, client_id: str, secret: str) -> bool:
+    """Whether both credentials are the configured client's: compared as UTF-8 bytes in constant time
+    (any text, ASCII or not, is just a mismatch), both always compared, so that neither a wrong id
+    nor a wrong secret can be told apart."""
+    id_ok = hmac.compare_digest(_utf8(client_id), _utf8(emu.config.client_id))
+    secret_ok = hmac.compare_digest(_utf8(secret), _utf8(emu.config.client_secret))
+    return id_ok and secret_ok
 
 
 def check_headers(emu: Emulator, request: Request) -> str:
@@ -166,6 +179,8 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         app.state.emulator = emu
         ingestion.resume_batches(emu)
         queries.resume_queries(emu)
+        profiles.fail_unfinished_jobs(emu)
+        flows.fail_unfinished_runs(emu)
         logger.info("AEP emulator on %s (schema %s)", config.base_url, config.schema)
         yield
         emu.close()

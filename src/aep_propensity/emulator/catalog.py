@@ -14,13 +14,12 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from aep_propensity.platform.port import Column, DatasetSpec
+from aep_propensity.platform.port import ARROW_TYPES, Column, DatasetSpec
 from aep_propensity.platform.sql import identifier
 
 from .errors import bad_request, not_found
-from .jsonpatch import PatchError, apply_patch
 from .registry import find, schema_leaves
-from .service import Emulator, EmulatorDep, JsonBody, JsonObject, now_ms
+from .service import Emulator, EmulatorDep, JsonBody, JsonObject, apply_json_patch, now_ms
 from .xdm_schema import BATCH_COLUMN, columns_of
 
 router = APIRouter(prefix="/data/foundation/catalog")
@@ -28,15 +27,10 @@ router = APIRouter(prefix="/data/foundation/catalog")
 _NOT_FOUND = "CAT-1404-404"
 _INVALID = "CAT-1400-400"
 PQS_TAG = "adobe/pqs/table"
-_RESERVED = frozenset({"emu_objects", "emu_tokens", "emu_segment_members"})
-_LOGICAL_OF_SQL = {
-    "text": "string",
-    "bigint": "int64",
-    "double precision": "float64",
-    "boolean": "bool",
-    "timestamp without time zone": "timestamp",
-    "date": "date",
-}
+#: Table-name prefixes of the local platform's own tables (its ledger and staging tables).
+RESERVED_PREFIXES = ("ledger_", "_batch_")
+#: Catalog paging (aep-api.md §3.2): 20 objects by default, at most 100.
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
 def table_of(dataset: dict[str, Any]) -> str:
@@ -57,9 +51,9 @@ def free_table_name(emu: Emulator, name: str) -> str:
     base = re.sub(r"[^a-z0-9_]", "_", name.lower())
     base = base if re.match(r"^[a-z_]", base) else f"_{base}"
     base = base[:56]
-    taken = {table_of(dataset) for dataset in emu.store.all("datasets")} | _RESERVED
+    taken = {table_of(dataset) for dataset in emu.store.all("datasets")}
     candidate, suffix = base, 1
-    while candidate in taken or candidate.startswith("ledger_") or candidate.startswith("_batch_"):
+    while candidate in taken or candidate.startswith(RESERVED_PREFIXES):
         candidate, suffix = f"{base}_{suffix}", suffix + 1
     return candidate
 
@@ -84,10 +78,19 @@ def ensure_table(emu: Emulator, table: str, wanted: list[Column]) -> list[Column
                         f"ALTER TABLE {identifier(table)} ADD COLUMN {identifier(column.name)} "
                         f"{emu.engine.sql_type(column)}",
                     )
-            existing_columns = [Column(name, _LOGICAL_OF_SQL[sql_type]) for name, sql_type in existing]
+            existing_columns = [Column(name, logical_type(emu, sql_type)) for name, sql_type in existing]
             return existing_columns + [column for column in wanted if column.name not in names]
     emu.platform.ingest(DatasetSpec(table, tuple(wanted)), [])
     return wanted
+
+
+def logical_type(emu: Emulator, sql_type: str) -> str:
+    """The logical type of a column PostgreSQL's information schema reports as ``sql_type``, read
+    backwards from the engine's own type map (:meth:`PostgresEngine.sql_type`)."""
+    for logical in ARROW_TYPES:
+        if emu.engine.sql_type(Column("column", logical)).lower() == sql_type.lower():  # type: ignore[arg-type]
+            return logical
+    raise ValueError(f"column type {sql_type!r} has no logical type")
 
 
 def drop_table(emu: Emulator, table: str) -> None:
@@ -121,9 +124,11 @@ def new_dataset(emu: Emulator, body: dict[str, Any], table: str) -> dict[str, An
 
 
 def _window(items: list[dict[str, Any]], start: int, limit: int) -> dict[str, Any]:
-    """Catalog paging: a zero-based ``start`` offset and ``limit`` items, as an id-keyed map."""
-    if not 1 <= limit <= 100:
-        raise bad_request("limit must be between 1 and 100", "CATALOG", _INVALID)
+    """Catalog paging: a zero-based ``start`` offset and ``limit`` (1 to 100) items, as an id-keyed map."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise bad_request(f"limit must be between 1 and {MAX_LIMIT}", "CATALOG", _INVALID)
+    if start < 0:
+        raise bad_request("start must be zero or more", "CATALOG", _INVALID)
     return {item["id"]: item for item in items[start : start + limit]}
 
 
@@ -150,7 +155,7 @@ def create_dataset(body: JsonObject, emu: EmulatorDep) -> list[str]:
 @router.get("/dataSets")
 def list_datasets(
     emu: EmulatorDep,
-    limit: int = 20,
+    limit: int = DEFAULT_LIMIT,
     start: int = 0,
     name: str | None = None,
     properties: str | None = None,
@@ -170,11 +175,9 @@ def get_dataset(dataset_id: str, emu: EmulatorDep) -> dict[str, Any]:
 def patch_dataset(dataset_id: str, body: JsonBody, emu: EmulatorDep) -> list[str]:
     """JSON-Patch a dataset (e.g. ``add /tags/unifiedProfile ["enabled:true"]``)."""
     dataset = dataset_or_404(emu, dataset_id)
-    try:
-        patched = apply_patch(dataset, body)
-    except PatchError as exc:
-        raise bad_request(str(exc), "CATALOG", _INVALID) from None
-    if table_of(patched) != table_of(dataset) or patched["id"] != dataset_id:
+    patched = apply_json_patch(dataset, body, "CATALOG", _INVALID)
+    tags = patched.get("tags")
+    if not isinstance(tags, dict) or tags.get(PQS_TAG) != [table_of(dataset)] or patched.get("id") != dataset_id:
         raise bad_request("a dataset's id and Query Service table cannot change", "CATALOG", _INVALID)
     patched["updated"] = now_ms()
     emu.store.put("datasets", dataset_id, patched)
@@ -193,7 +196,7 @@ def delete_dataset(dataset_id: str, emu: EmulatorDep) -> list[str]:
 @router.get("/batches")
 def list_batches(
     emu: EmulatorDep,
-    limit: int = 20,
+    limit: int = DEFAULT_LIMIT,
     start: int = 0,
     status: str | None = None,
     orderBy: str = "desc:created",  # noqa: N803 - AEP's parameter name

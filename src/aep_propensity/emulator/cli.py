@@ -28,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     parser.add_argument("--tenant", default=env_default("AEP_EMULATOR_TENANT", defaults.tenant))
     parser.add_argument("--token-ttl", type=int, default=defaults.token_ttl, help="token lifetime in seconds")
     parser.add_argument(
+        "--query-timeout-seconds",
+        type=int,
+        default=int(env_default("AEP_EMULATOR_QUERY_TIMEOUT_SECONDS", str(defaults.query_timeout_seconds))),
+        help="statement timeout of queries-API SQL (default 600: Query Service's 10-minute ad-hoc limit)",
+    )
+    parser.add_argument(
         "--faults", default=os.environ.get("AEP_EMULATOR_FAULTS"), help="fault switches: a JSON file or inline JSON"
     )
     args = parser.parse_args(argv)
@@ -42,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         org_id=args.org_id,
         tenant=args.tenant,
         token_ttl=args.token_ttl,
+        query_timeout_seconds=args.query_timeout_seconds,
         faults=load_faults(args.faults),
     )
 

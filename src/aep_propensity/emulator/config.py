@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aep_propensity.platform.port import check_name
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
-#: Fault switches the emulator understands (see :mod:`.faults`).
+#: Fault switches the emulator understands: ``rate_limit_every``/``retry_after``/``error_every`` are
+#: injected in front of every AEP path (:func:`.app.injected_fault`), ``fail_batches`` and
+#: ``batch_delay_seconds`` act on batch promotion (:func:`.ingestion.promote`), ``token_ttl`` on new
+#: IMS tokens (:attr:`.service.Emulator.token_ttl`).
 FAULT_KEYS = frozenset(
     {"rate_limit_every", "retry_after", "error_every", "fail_batches", "batch_delay_seconds", "token_ttl"}
 )
@@ -30,10 +35,24 @@ class EmulatorConfig:
     org_id: str = "EMULATOR@AdobeOrg"
     tenant: str = "acme"
     token_ttl: int = 86399
+    query_timeout_seconds: int = 600
     faults: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse schema names that are not plain identifiers (with ``_state`` appended too) and a
+        query timeout under one second."""
+        check_name(self.schema, "schema")
+        check_name(self.state_schema, "state schema (the schema name plus '_state')")
+        if self.query_timeout_seconds < 1:
+            raise ValueError("query_timeout_seconds must be at least 1")
 
     def __repr__(self) -> str:
         return f"EmulatorConfig(host={self.host!r}, port={self.port}, schema={self.schema!r}, tenant={self.tenant!r})"
+
+    @property
+    def state_schema(self) -> str:
+        """The PostgreSQL schema of the emulator's own state (``emu_*`` tables), apart from the dataset tables."""
+        return f"{self.schema}_state"
 
     @property
     def base_url(self) -> str:

@@ -68,3 +68,10 @@ def not_found(what: str, ident: str, service: str, code: str) -> AEPHTTPError:
 def bad_request(detail: str, service: str, code: str) -> AEPHTTPError:
     """A 400 problem document."""
     return service_error(400, code, detail, service)
+
+
+def message_of(exc: BaseException) -> str:
+    """A failed job's one-line message: a problem document's detail, else the exception's text."""
+    if isinstance(exc, AEPHTTPError):
+        return str(exc.body.get("detail") or exc.body.get("message") or exc)
+    return str(exc)

@@ -1,8 +1,9 @@
 """Flow Service (``/data/foundation/flowservice``) and ad-hoc runs (``/data/core/activation/disflowprovider``).
 
 Connections and flows are stored as given, each with an ``etag``; PATCH on a flow needs the
-current etag in ``If-Match``. Only Data Landing Zone flows (flow spec ``cd2fc47e-...``) run: a
-dataset export writes Parquet parts of the dataset's table under
+current etag in ``If-Match``; DELETE removes a connection or flow (a deleted flow no longer runs,
+and a run started before the deletion fails). Only Data Landing Zone flows (flow spec
+``cd2fc47e-...``) run: a dataset export writes Parquet parts of the dataset's table under
 ``<dlz>/dlz-destination/<path>/<datasetId>/exportTime=YYYYMMDDHHMM/``; an audience activation
 writes one CSV per segment (header: the identity path, then the selected profile paths) under
 ``<dlz>/dlz-destination/<path>/``. Runs are polled through ``GET /runs?property=flowId==<id>``.
@@ -14,6 +15,7 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,18 @@ from aep_propensity.platform.local import write_parquet_parts
 from aep_propensity.platform.sql import identifier
 
 from .catalog import dataset_or_404, table_of
-from .errors import bad_request, not_found, service_error
-from .jsonpatch import PatchError, apply_patch
+from .errors import bad_request, message_of, not_found, service_error
 from .profiles import IDENTITY, latest_job_for, union_profile
-from .service import Emulator, EmulatorDep, JsonBody, JsonObject, now_ms
+from .service import (
+    Emulator,
+    EmulatorDep,
+    JsonBody,
+    JsonObject,
+    apply_json_patch,
+    matches_property,
+    now_ms,
+    sandbox_of,
+)
 from .xdm_schema import BATCH_COLUMN, column_name
 
 router = APIRouter()
@@ -67,14 +77,6 @@ def _get(emu: Emulator, kind: str, ident: str) -> dict[str, Any]:
     return item
 
 
-def _matches(item: dict[str, Any], prop: str | None) -> bool:
-    """Whether an object satisfies a ``property=key==value`` filter."""
-    if not prop:
-        return True
-    key, _, value = prop.partition("==")
-    return str(item.get(key)) == value
-
-
 @router.post(FLOWS + "/{collection}", status_code=201)
 def create_connection(collection: str, body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
     """Create a base, source or target connection, or a flow."""
@@ -106,7 +108,7 @@ def create_flow(body: dict[str, Any], emu: Emulator) -> dict[str, Any]:
 @router.get(FLOWS + "/runs")
 def list_runs(emu: EmulatorDep, property: str | None = None) -> dict[str, Any]:  # noqa: A002 - AEP's name
     """Runs, optionally filtered by ``property=flowId==<id>``, newest first."""
-    runs = [run for run in reversed(emu.store.all("runs")) if _matches(run, property)]
+    runs = [run for run in reversed(emu.store.all("runs")) if matches_property(run, property)]
     return {"items": runs, "_links": {}}
 
 
@@ -116,22 +118,24 @@ def get_run(run_id: str, emu: EmulatorDep) -> dict[str, Any]:
     return {"items": [_get(emu, "runs", run_id)]}
 
 
-@router.get(FLOWS + "/{collection}")
-def list_collection(collection: str, emu: EmulatorDep, property: str | None = None) -> dict[str, Any]:  # noqa: A002
-    """Connections or flows, optionally filtered by ``property=key==value``."""
+def _kind(collection: str) -> str:
+    """The stored kind of a Flow Service collection (``flows`` or a connection collection), or a 404."""
     kind = "flows" if collection == "flows" else _KINDS.get(collection)
     if kind is None:
         raise not_found("collection", collection, "FLOW", _NOT_FOUND)
-    return {"items": [item for item in emu.store.all(kind) if _matches(item, property)]}
+    return kind
+
+
+@router.get(FLOWS + "/{collection}")
+def list_collection(collection: str, emu: EmulatorDep, property: str | None = None) -> dict[str, Any]:  # noqa: A002
+    """Connections or flows, optionally filtered by ``property=key==value``."""
+    return {"items": [item for item in emu.store.all(_kind(collection)) if matches_property(item, property)]}
 
 
 @router.get(FLOWS + "/{collection}/{ident}")
 def get_item(collection: str, ident: str, emu: EmulatorDep) -> dict[str, Any]:
     """One connection or flow, as ``{"items": [item]}``."""
-    kind = "flows" if collection == "flows" else _KINDS.get(collection)
-    if kind is None:
-        raise not_found("collection", collection, "FLOW", _NOT_FOUND)
-    return {"items": [_get(emu, kind, ident)]}
+    return {"items": [_get(emu, _kind(collection), ident)]}
 
 
 @router.patch(FLOWS + "/flows/{flow_id}", status_code=202)
@@ -142,20 +146,18 @@ def patch_flow(flow_id: str, body: JsonBody, emu: EmulatorDep, if_match: str | N
         raise bad_request("If-Match header with the flow's etag is required", "FLOW", _INVALID)
     if if_match.strip('"') != flow["etag"].strip('"'):
         raise service_error(412, "FLOW-1412-412", "If-Match does not match the flow's current etag", "FLOW")
-    try:
-        patched = apply_patch(flow, body)
-    except PatchError as exc:
-        raise bad_request(str(exc), "FLOW", _INVALID) from None
+    patched = apply_json_patch(flow, body, "FLOW", _INVALID)
     patched.update(id=flow_id, etag=_etag(), updatedAt=now_ms())
     emu.store.put("flows", flow_id, patched)
     return {"id": flow_id, "etag": patched["etag"]}
 
 
-@router.delete(FLOWS + "/flows/{flow_id}", status_code=204)
-def delete_flow(flow_id: str, emu: EmulatorDep) -> Response:
-    """Delete a flow."""
-    _get(emu, "flows", flow_id)
-    emu.store.delete("flows", flow_id)
+@router.delete(FLOWS + "/{collection}/{ident}", status_code=204)
+def delete_item(collection: str, ident: str, emu: EmulatorDep) -> Response:
+    """Delete a flow, or a base, source or target connection: 204, or a 404 when unknown."""
+    kind = _kind(collection)
+    if not emu.store.delete(kind, ident):
+        raise not_found(kind, ident, "FLOW", _NOT_FOUND)
     return Response(status_code=204)
 
 
@@ -170,7 +172,7 @@ def _new_run(emu: Emulator, flow: dict[str, Any], request: Request) -> dict[str,
         "flowSpec": flow["flowSpec"],
         "createdAt": now_ms(),
         "updatedAt": now_ms(),
-        "sandboxName": getattr(request.state, "sandbox", "prod"),
+        "sandboxName": sandbox_of(request),
         "etag": _etag(),
         "metrics": {
             "durationSummary": {"startedAtUTC": now_ms()},
@@ -179,6 +181,25 @@ def _new_run(emu: Emulator, flow: dict[str, Any], request: Request) -> dict[str,
         "activities": [],
     }
     return emu.store.put("runs", run["id"], run)
+
+
+def _submit_run(emu: Emulator, run_id: str, job: Callable[[Emulator, str, Any], None], argument: Any) -> None:
+    """Run ``job(emu, run_id, argument)`` in the background; if it dies, the run is marked failed."""
+    emu.submit(job, emu, run_id, argument, on_crash=lambda message: fail_run(emu, run_id, message))
+
+
+def fail_run(emu: Emulator, run_id: str, message: str) -> None:
+    """Mark a run failed with ``message``, unless it has already finished."""
+    run = emu.store.get("runs", run_id)
+    if run is not None and run["metrics"]["statusSummary"]["status"] == "inProgress":
+        _finish_run(emu, run_id, "failed", 0, 0, 0, errors=[{"message": message}])
+
+
+def fail_unfinished_runs(emu: Emulator) -> None:
+    """At startup: a run a previous run of the emulator left in progress will never finish; mark it failed."""
+    for run in emu.store.all("runs"):
+        if run["metrics"]["statusSummary"]["status"] == "inProgress":
+            fail_run(emu, run["id"], "the emulator restarted while this run was in progress; run it again")
 
 
 def _status_url(emu: Emulator, run_id: str) -> str:
@@ -211,7 +232,7 @@ def _dataset_runs(emu: Emulator, request: Request, info: dict[str, Any]) -> dict
         for dataset_id in dataset_ids:
             dataset_or_404(emu, dataset_id)
         run = _new_run(emu, flow, request)
-        emu.submit(run_dataset_export, emu, run["id"], dataset_ids)
+        _submit_run(emu, run["id"], run_dataset_export, dataset_ids)
         datasets = [{"id": ident, "statusURL": _status_url(emu, run["id"])} for ident in dataset_ids]
         answer.append({"flowId": flow["id"], "datasets": datasets})
     if not answer:
@@ -237,7 +258,7 @@ def _audience_runs(emu: Emulator, request: Request, info: dict[str, Any]) -> dic
             raise bad_request(f"segments {unknown} are not mapped to flow {flow_id}", "FLOW", _INVALID)
         jobs = {sid: latest_job_for(emu, sid) for sid in segment_ids}
         run = _new_run(emu, flow, request)
-        emu.submit(run_audience_export, emu, run["id"], jobs)
+        _submit_run(emu, run["id"], run_audience_export, jobs)
         order += [{"segment": sid, "order": run["id"], "statusURL": _status_url(emu, run["id"])} for sid in segment_ids]
     return {"order": order}
 
@@ -255,6 +276,8 @@ def _finish_run(emu: Emulator, run_id: str, status: str, rows: int, files: int, 
 
     def change(run: dict[str, Any]) -> None:
         metrics = run["metrics"]
+        if metrics["statusSummary"]["status"] != "inProgress":
+            return
         metrics["durationSummary"]["completedAtUTC"] = now_ms()
         metrics["recordSummary"] = {
             "inputRecordCount": rows,
@@ -269,6 +292,14 @@ def _finish_run(emu: Emulator, run_id: str, status: str, rows: int, files: int, 
         run["updatedAt"] = now_ms()
 
     emu.store.update("runs", run_id, change)
+
+
+def _flow_of_run(emu: Emulator, run_id: str) -> dict[str, Any]:
+    """The flow a run belongs to; a ValueError when the flow was deleted since."""
+    flow = emu.store.get("flows", _get(emu, "runs", run_id)["flowId"])
+    if flow is None:
+        raise ValueError("the run's flow was deleted")
+    return flow
 
 
 def claim_export_folder(folder: Path) -> Path:
@@ -288,12 +319,11 @@ def claim_export_folder(folder: Path) -> Path:
 
 def run_dataset_export(emu: Emulator, run_id: str, dataset_ids: list[str]) -> None:
     """Write each dataset's rows (without the hidden batch column) as Parquet parts into the DLZ."""
-    run = _get(emu, "runs", run_id)
-    flow = _get(emu, "flows", run["flowId"])
     fs = LocalFileSystem()
     rows = size = 0
     written: list[str] = []
     try:
+        flow = _flow_of_run(emu, run_id)
         for dataset_id in dataset_ids:
             table = table_of(dataset_or_404(emu, dataset_id))
             final = claim_export_folder(_target_folder(emu, flow) / dataset_id)
@@ -311,7 +341,7 @@ def run_dataset_export(emu: Emulator, run_id: str, dataset_ids: list[str]) -> No
             shutil.rmtree(staging, ignore_errors=True)
             rows += _count(emu, table)
     except Exception as exc:  # the run fails, as on AEP
-        _finish_run(emu, run_id, "failed", rows, len(written), size, errors=[{"message": str(exc)}])
+        _finish_run(emu, run_id, "failed", rows, len(written), size, errors=[{"message": message_of(exc)}])
         return
     _finish_run(emu, run_id, "success", rows, len(written), size, outputFiles=written)
 
@@ -332,11 +362,10 @@ def file_name(template: str, flow_name: str, segment_id: str) -> str:
 
 def run_audience_export(emu: Emulator, run_id: str, jobs: dict[str, str]) -> None:
     """Write one CSV per segment: the identity, then the flow's selected profile paths."""
-    run = _get(emu, "runs", run_id)
-    flow = _get(emu, "flows", run["flowId"])
     rows = size = 0
     written: list[str] = []
     try:
+        flow = _flow_of_run(emu, run_id)
         profile = union_profile(emu)
         paths = [s["value"]["path"] for s in _selectors(flow, "profileSelectors")]
         unknown = [path for path in paths if path not in profile.paths]
@@ -355,7 +384,7 @@ def run_audience_export(emu: Emulator, run_id: str, jobs: dict[str, str]) -> Non
             size += target.stat().st_size
             written.append(str(target))
     except Exception as exc:  # the run fails, as on AEP
-        _finish_run(emu, run_id, "failed", rows, len(written), size, errors=[{"message": str(exc)}])
+        _finish_run(emu, run_id, "failed", rows, len(written), size, errors=[{"message": message_of(exc)}])
         return
     _finish_run(emu, run_id, "success", rows, len(written), size, outputFiles=written)
 
@@ -366,7 +395,8 @@ def _members(
     """A segment job's members with their selected attributes, headed by XDM paths."""
     selected = ["m.identity", *(f"p.{identifier(column_name(path))}" for path in paths)]
     sql = (
-        f"SELECT {', '.join(selected)} FROM emu_segment_members AS m LEFT JOIN ({profile_sql}) AS p "
+        f"SELECT {', '.join(selected)} FROM {emu.store.table('emu_segment_members')} AS m "
+        f"LEFT JOIN ({profile_sql}) AS p "
         f"ON p.{IDENTITY} = m.identity WHERE m.job_id = %s AND m.segment_id = %s ORDER BY m.identity"
     )
     with emu.engine.connect(read_only=True) as conn:

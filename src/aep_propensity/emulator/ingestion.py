@@ -4,7 +4,13 @@ Files are kept under ``<data-dir>/batches/<batch>/<dataset>/``. COMPLETE moves t
 ``staging``; a background thread flattens every file by the dataset's schema and ingests them all
 as one all-or-nothing batch of the local platform, then marks the batch ``success`` or ``failed``
 with AEP's ``errors[{code, description, rows}]``. Every stored row carries its batch id in the
-hidden ``_emu_batch`` column, which is how REVERT deletes a batch's rows.
+hidden ``_emu_batch`` column, which is how REVERT deletes a batch's rows, and how a promotion
+resumed after a restart first removes whatever an interrupted attempt had already committed.
+
+Every action is a compare-and-set of the batch's status in one locked store update: COMPLETE
+moves ``loading`` to ``staging`` (and starts the one promotion) and is a harmless retry on a
+batch already ``staging`` or ``success``; ABORT and FAIL apply only to a ``loading`` batch (on a
+batch in staging, as on AEP, they answer 400); REVERT applies to a successful batch.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +32,8 @@ from aep_propensity.platform.sql import identifier
 
 from .catalog import dataset_columns, dataset_or_404, table_of
 from .errors import bad_request, not_found
-from .service import Emulator, EmulatorDep, JsonObject, now_ms
-from .xdm_schema import XdmError, arrow_to_paths, conform, json_to_paths, parse_json_records
+from .service import Emulator, EmulatorDep, JsonObject, now_ms, sandbox_of
+from .xdm_schema import BATCH_COLUMN, XdmError, arrow_to_paths, conform, json_to_paths, parse_json_records
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/data/foundation/import")
@@ -36,6 +41,7 @@ router = APIRouter(prefix="/data/foundation/import")
 _INVALID = "INGEST-1400-400"
 _NOT_FOUND = "INGEST-1404-404"
 _FORMATS = ("json", "parquet")
+_FINAL = ("success", "active", "failed", "aborted", "deleted")
 
 
 class BatchFailure(Exception):
@@ -60,13 +66,26 @@ def batch_folder(emu: Emulator, batch_id: str) -> Path:
     return emu.config.data_dir / "batches" / batch_id
 
 
-def _set_status(emu: Emulator, batch_id: str, status: str, **fields: Any) -> dict[str, Any] | None:
-    """Set a batch's status (and other fields) and its update time."""
+def _transition(
+    emu: Emulator, batch_id: str, action: str, moves: dict[str, str], retries: tuple[str, ...] = (), **fields: Any
+) -> bool:
+    """Compare-and-set in one locked store update: a batch whose status is a key of ``moves`` takes
+    the mapped status (and ``fields``); one in ``retries`` stays as it is; any other is a 400.
+    Returns whether the batch moved."""
+    moved = False
 
     def change(batch: dict[str, Any]) -> None:
-        batch.update(fields, status=status, updated=now_ms())
+        nonlocal moved
+        status = batch["status"]
+        if status in moves:
+            batch.update(fields, status=moves[status], updated=now_ms())
+            moved = True
+        elif status not in retries:
+            raise bad_request(f"batch {batch_id} is {status}; {action} is not allowed", "INGEST", _INVALID)
 
-    return emu.store.update("batches", batch_id, change)
+    if emu.store.update("batches", batch_id, change) is None:
+        raise not_found("batch", batch_id, "INGEST", _NOT_FOUND)
+    return moved
 
 
 @router.post("/batches", status_code=201)
@@ -94,7 +113,7 @@ def create_batch(request: Request, body: JsonObject, emu: EmulatorDep) -> dict:
         "inputFormat": input_format,
         "createdUser": emu.config.client_id,
         "updatedUser": emu.config.client_id,
-        "sandboxName": getattr(request.state, "sandbox", "prod"),
+        "sandboxName": sandbox_of(request),
     }
     if body.get("replay"):
         batch["replay"] = body["replay"]
@@ -176,22 +195,15 @@ def large_file_action(batch_id: str, dataset_id: str, file_path: str, action: st
 @router.post("/batches/{batch_id}")
 def batch_action(batch_id: str, action: str, emu: EmulatorDep) -> Response:
     """COMPLETE (promote in the background), ABORT, FAIL or REVERT (delete the batch's rows)."""
-    batch = batch_or_404(emu, batch_id)
-    status = batch["status"]
     if action == "COMPLETE":
-        if status == "loading":
-            _set_status(emu, batch_id, "staging")
-            emu.submit(promote, emu, batch_id)
-        elif status not in ("staging", "success"):
-            raise bad_request(f"batch {batch_id} is {status} and cannot be completed", "INGEST", _INVALID)
+        if _transition(emu, batch_id, action, {"loading": "staging"}, retries=("staging", "success", "active")):
+            submit_promotion(emu, batch_id)
     elif action == "ABORT":
-        if status != "loading":
-            raise bad_request(f"batch {batch_id} is {status}; only a loading batch can be aborted", "INGEST", _INVALID)
-        _set_status(emu, batch_id, "aborted")
+        _transition(emu, batch_id, action, {"loading": "aborted"})
     elif action == "FAIL":
-        _set_status(emu, batch_id, "failed")
+        _transition(emu, batch_id, action, {"loading": "failed"}, completed=now_ms())
     elif action == "REVERT":
-        revert(emu, batch)
+        revert(emu, batch_or_404(emu, batch_id))
     else:
         raise bad_request(f"unknown batch action {action!r}", "INGEST", _INVALID)
     return Response(status_code=200)
@@ -203,10 +215,35 @@ def revert(emu: Emulator, batch: dict[str, Any]) -> None:
         raise bad_request(
             f"batch {batch['id']} is {batch['status']}; only a successful batch can be reverted", "INGEST", _INVALID
         )
-    dataset = dataset_or_404(emu, batch["relatedObjects"][0]["id"])
+    delete_rows(emu, table_of(dataset_or_404(emu, batch["relatedObjects"][0]["id"])), batch["id"])
+    _transition(emu, batch["id"], "REVERT", {"success": "deleted", "active": "deleted"}, retries=("deleted",))
+
+
+def replayed(emu: Emulator, batch: dict[str, Any]) -> list[str]:
+    """The successful batches of the same dataset that this batch replaces (``replay.predecessors``, AEP's
+    batch replay): their rows are deleted in the transaction that makes this batch's rows visible."""
+    dataset_id = batch["relatedObjects"][0]["id"]
+    replaced = []
+    for predecessor in (batch.get("replay") or {}).get("predecessors") or []:
+        earlier = emu.store.get("batches", str(predecessor))
+        if earlier and earlier["relatedObjects"][0]["id"] == dataset_id and earlier["status"] in ("success", "active"):
+            replaced.append(earlier["id"])
+    return replaced
+
+
+def delete_rows(emu: Emulator, table: str, batch_id: str) -> None:
+    """Delete a batch's rows (by the hidden ``_emu_batch`` column) from a dataset's table."""
     with emu.engine.connect() as conn:
-        emu.engine.fetchall(conn, f"DELETE FROM {identifier(table_of(dataset))} WHERE _emu_batch = %s", [batch["id"]])
-    _set_status(emu, batch["id"], "deleted")
+        emu.engine.fetchall(conn, f"DELETE FROM {identifier(table)} WHERE {identifier(BATCH_COLUMN)} = %s", [batch_id])
+
+
+def submit_promotion(emu: Emulator, batch_id: str) -> None:
+    """Promote a staging batch in the background; if the promotion dies, the batch fails."""
+
+    def crashed(message: str) -> None:
+        _fail(emu, batch_or_404(emu, batch_id), "INGEST-1500-500", message)
+
+    emu.submit(promote, emu, batch_id, on_crash=crashed)
 
 
 def read_file(path: Path) -> dict[str, pa.Array]:
@@ -229,11 +266,18 @@ def _chunks(files: list[Path], leaves: dict[str, str], columns: list[Column], ba
 
 
 def promote(emu: Emulator, batch_id: str) -> None:
-    """Flatten and ingest a completed batch's files into its dataset, then record success or failure."""
+    """Flatten and ingest a staging batch's files into its dataset, then record success or failure.
+
+    Idempotent: the batch's rows are deleted before they are ingested, so a promotion resumed after
+    a restart (rows committed, status not yet updated) never duplicates them. When the emulator
+    stops during the ``batch_delay_seconds`` fault, the batch stays ``staging`` and resumes at the
+    next start."""
     delay = float(emu.faults.get("batch_delay_seconds", 0))
-    if delay:
-        time.sleep(delay)
-    batch = batch_or_404(emu, batch_id)
+    if delay and not emu.sleep(delay):
+        return
+    batch = emu.store.get("batches", batch_id)
+    if batch is None or batch["status"] != "staging":
+        return
     folder = batch_folder(emu, batch_id)
     files = (
         sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".partial"))
@@ -248,7 +292,13 @@ def promote(emu: Emulator, batch_id: str) -> None:
         dataset = dataset_or_404(emu, batch["relatedObjects"][0]["id"])
         leaves, columns = dataset_columns(emu, dataset)
         spec = DatasetSpec(table_of(dataset), tuple(columns))
-        record = emu.platform.ingest(spec, _chunks(files, leaves, columns, batch_id))
+        delete_rows(emu, spec.name, batch_id)
+        predecessors = replayed(emu, batch)
+        record = emu.platform.ingest(
+            spec,
+            _chunks(files, leaves, columns, batch_id),
+            retire=(BATCH_COLUMN, predecessors) if predecessors else None,
+        )
     except BatchFailure as exc:
         _fail(emu, batch, exc.code, exc.description)
         return
@@ -271,16 +321,27 @@ def promote(emu: Emulator, batch_id: str) -> None:
         "partitionCount": 1,
         "failedRecordCount": 0,
     }
-    _set_status(emu, batch_id, "success", completed=now_ms(), metrics=metrics, errors=[])
-    _mark_dataset(emu, batch, "success")
+    if _transition(emu, batch_id, "promotion", {"staging": "success"}, completed=now_ms(), metrics=metrics, errors=[]):
+        _mark_dataset(emu, batch, "success")
+        for predecessor in predecessors:  # their rows went in the batch's own transaction
+            _transition(emu, predecessor, "replay", {"success": "deleted", "active": "deleted"}, retries=("deleted",))
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fail(emu: Emulator, batch: dict[str, Any], code: str, description: str) -> None:
-    """Record a failed batch with AEP's error shape."""
+    """Record a failed promotion with AEP's error shape (a batch no longer staging keeps its status)."""
     errors = [{"code": code, "description": description, "rows": []}]
-    _set_status(emu, batch["id"], "failed", completed=now_ms(), errors=errors)
-    _mark_dataset(emu, batch, "failed")
+    moved = _transition(
+        emu,
+        batch["id"],
+        "failing",
+        {"staging": "failed"},
+        retries=tuple(_FINAL),
+        completed=now_ms(),
+        errors=errors,
+    )
+    if moved:
+        _mark_dataset(emu, batch, "failed")
 
 
 def _mark_dataset(emu: Emulator, batch: dict[str, Any], status: str) -> None:
@@ -296,4 +357,4 @@ def resume_batches(emu: Emulator) -> None:
     """Promote again the batches a previous run left in ``staging`` (a restart loses nothing)."""
     for batch in emu.store.all("batches"):
         if batch["status"] == "staging":
-            emu.submit(promote, emu, batch["id"])
+            submit_promotion(emu, batch["id"])

@@ -9,21 +9,31 @@ attributes into a dataset as a new batch, where the Query Service reads them.
 
 from __future__ import annotations
 
+import math
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from aep_propensity.platform.port import Column, check_name
 from aep_propensity.platform.pql import Field, PqlError, compile_pql, parse_pql
 from aep_propensity.platform.sql import identifier
 
 from .catalog import dataset_columns, dataset_or_404, table_of
-from .errors import bad_request, not_found
-from .jsonpatch import PatchError, apply_patch
+from .errors import bad_request, message_of, not_found
 from .registry import find, primary_identity
-from .service import Emulator, EmulatorDep, JsonBody, JsonObject, now_ms
+from .service import (
+    Emulator,
+    EmulatorDep,
+    JsonBody,
+    JsonObject,
+    apply_json_patch,
+    now_ms,
+    offset_page,
+    sandbox_of,
+)
 from .xdm_schema import PROFILE_CLASS, column_name
 
 router = APIRouter(prefix="/data/core/ups")
@@ -32,14 +42,8 @@ _INVALID = "UPS-1400-400"
 _NOT_FOUND = "UPS-1404-404"
 IDENTITY = "_emu_identity"
 _PQL_TYPES = {"float64": "number", "int64": "number", "string": "string", "bool": "boolean", "date": "date"}
-_SQL_TYPES = {
-    "string": "TEXT",
-    "int64": "BIGINT",
-    "float64": "DOUBLE PRECISION",
-    "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMP",
-    "date": "DATE",
-}
+_UNFINISHED = ("NEW", "QUEUED", "PROCESSING")
+RESTARTED = "the emulator restarted while this job was running; run it again"
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,13 @@ def union_profile(emu: Emulator) -> UnionProfile:
         sources.append((table_of(dataset), column_name(identity[0]), [typed[column_name(p)] for p in leaves]))
     if not sources:
         raise bad_request("no profile-enabled dataset of the profile class with a primary identity", "UPS", _INVALID)
-    return UnionProfile(_union_sql(sources, list(paths.values())), paths, identity_path)
+    return UnionProfile(_union_sql(emu, sources, list(paths.values())), paths, identity_path)
 
 
-def _union_sql(sources: list[tuple[str, str, list[Column]]], columns: list[Column]) -> str:
+def _union_sql(emu: Emulator, sources: list[tuple[str, str, list[Column]]], columns: list[Column]) -> str:
     """SQL merging the sources by identity; each attribute from the latest batch that sets it."""
     batches = (
-        "(SELECT id, (body->>'completed')::bigint AS seq FROM emu_objects "
+        f"(SELECT id, (body->>'completed')::bigint AS seq FROM {emu.store.table('emu_objects')} "
         "WHERE kind = 'batches' AND body->>'status' = 'success') AS b"
     )
     parts = []
@@ -93,7 +97,7 @@ def _union_sql(sources: list[tuple[str, str, list[Column]]], columns: list[Colum
         selected = [
             f"t.{identifier(c.name)}"
             if c.name in names
-            else f"CAST(NULL AS {_SQL_TYPES[c.type]}) AS {identifier(c.name)}"
+            else f"CAST(NULL AS {emu.engine.sql_type(c)}) AS {identifier(c.name)}"
             for c in columns
         ]
         parts.append(
@@ -127,13 +131,13 @@ def segment_or_404(emu: Emulator, segment_id: str) -> dict[str, Any]:
     return segment
 
 
-def _sandbox(emu: Emulator, name: str) -> dict[str, Any]:
+def _sandbox(name: str) -> dict[str, Any]:
     """The ``sandbox`` object Segmentation answers with."""
     return {"sandboxId": name, "sandboxName": name, "type": "development", "default": name == "prod"}
 
 
 @router.post("/segment/definitions")
-def create_segment(body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
+def create_segment(request: Request, body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
     """Create a segment definition with a PQL expression (syntax checked here, fields at evaluation)."""
     expression = body.get("expression") or {}
     if not body.get("name") or not body.get("schema") or not expression.get("value"):
@@ -150,7 +154,7 @@ def create_segment(body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
         {
             "id": str(uuid.uuid4()),
             "imsOrgId": emu.config.org_id,
-            "sandbox": _sandbox(emu, "prod"),
+            "sandbox": _sandbox(sandbox_of(request)),
             "mergePolicyId": "emulator-default-merge-policy",
             "dataGovernancePolicy": {"excludeOptOut": True},
             "creationTime": now,
@@ -163,12 +167,28 @@ def create_segment(body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
     return emu.store.put("segments", segment["id"], segment)
 
 
+def _page_url(emu: Emulator, path: str, **params: Any) -> str:
+    """The absolute URL of a list page of this service."""
+    return f"{emu.config.base_url}/data/core/ups{path}?{urllib.parse.urlencode(params)}"
+
+
 @router.get("/segment/definitions")
-def list_segments(emu: EmulatorDep, limit: int = 100) -> dict[str, Any]:
-    """Segment definitions."""
-    segments = emu.store.all("segments")[:limit]
-    page = {"totalCount": len(segments), "totalPages": 1, "sortField": "creationTime", "sort": "asc"}
-    return {"segments": segments, "page": page | {"pageSize": len(segments), "limit": limit}, "link": {}}
+def list_segments(emu: EmulatorDep, limit: int = 100, start: int | None = None, page: int = 0) -> dict[str, Any]:
+    """Segment definitions, oldest first, ``limit`` from the offset ``start`` (or from page ``page``,
+    counted from 0, as aepp asks); ``link.next`` is the next page's URL, empty on the last page."""
+    everything = emu.store.all("segments")
+    offset = start if start is not None else page * max(limit, 1)
+    segments, following = offset_page(everything, offset, limit, "UPS", _INVALID)
+    paging = {
+        "totalCount": len(everything),
+        "totalPages": math.ceil(len(everything) / limit),
+        "sortField": "creationTime",
+        "sort": "asc",
+        "pageSize": len(segments),
+        "limit": limit,
+    }
+    following_url = "" if following is None else _page_url(emu, "/segment/definitions", start=following, limit=limit)
+    return {"segments": segments, "page": paging, "link": {"next": following_url}}
 
 
 @router.get("/segment/definitions/{segment_id}")
@@ -181,11 +201,12 @@ def get_segment(segment_id: str, emu: EmulatorDep) -> dict[str, Any]:
 def patch_segment(segment_id: str, body: JsonBody, emu: EmulatorDep) -> dict[str, Any]:
     """JSON-Patch a segment definition (e.g. replace ``/expression``); its version goes up by one."""
     segment = segment_or_404(emu, segment_id)
+    patched = apply_json_patch(segment, body, "UPS", _INVALID)
+    expression = patched.get("expression")
     try:
-        patched = apply_patch(segment, body)
-        parse_pql(str((patched.get("expression") or {}).get("value", "")))
-    except (PatchError, PqlError) as exc:
-        raise bad_request(str(exc), "UPS", _INVALID) from None
+        parse_pql(str(expression.get("value", "")) if isinstance(expression, dict) else "")
+    except PqlError as exc:
+        raise bad_request(f"invalid PQL: {exc}", "UPS", _INVALID) from None
     now = now_ms()
     patched.update(id=segment_id, version=int(segment.get("version", 1)) + 1, updateTime=now, updateEpoch=now // 1000)
     return emu.store.put("segments", segment_id, patched)
@@ -234,7 +255,7 @@ def create_segment_job(body: JsonBody, emu: EmulatorDep) -> dict[str, Any]:
         },
     }
     emu.store.put("segmentjobs", job_id, job)
-    emu.submit(run_segment_job, emu, job_id)
+    emu.submit(run_segment_job, emu, job_id, on_crash=lambda message: fail_segment_job(emu, job_id, message))
     return job
 
 
@@ -248,17 +269,37 @@ def get_segment_job(job_id: str, emu: EmulatorDep) -> dict[str, Any]:
 
 
 @router.get("/segment/jobs")
-def list_segment_jobs(emu: EmulatorDep, limit: int = 100) -> dict[str, Any]:
-    """Segment jobs, newest first."""
-    jobs = list(reversed(emu.store.all("segmentjobs")))[:limit]
-    return {"_page": {"totalCount": len(jobs), "pageSize": len(jobs)}, "children": jobs, "_links": {"next": {}}}
+def list_segment_jobs(
+    emu: EmulatorDep, limit: int = 100, start: int = 0, status: str | None = None, sort: str = "creationTime:desc"
+) -> dict[str, Any]:
+    """Segment jobs (newest first unless ``sort=creationTime:asc``), ``limit`` from the offset ``start``;
+    ``_page.next`` is the next page's ``start`` and ``_links.next.href`` its URL (both empty on the last page)."""
+    everything = [job for job in emu.store.all("segmentjobs") if status is None or job["status"] == status]
+    if not sort.endswith(":asc"):
+        everything.reverse()
+    jobs, following = offset_page(everything, start, limit, "UPS", _INVALID)
+    paging = {"totalCount": len(everything), "pageSize": len(jobs), "next": "" if following is None else str(following)}
+    query = {"start": following, "limit": limit, "sort": sort} | ({"status": status} if status else {})
+    links = {"next": {} if following is None else {"href": _page_url(emu, "/segment/jobs", **query)}}
+    return {"_page": paging, "children": jobs, "_links": links}
+
+
+def fail_segment_job(emu: Emulator, job_id: str, message: str) -> None:
+    """Mark a segment job FAILED with ``message``, unless it has already finished."""
+
+    def change(job: dict[str, Any]) -> None:
+        if job["status"] in _UNFINISHED:
+            job.update(status="FAILED", updateTime=now_ms(), errors=[{"code": "0100000003", "msg": message}])
+
+    emu.store.update("segmentjobs", job_id, change)
 
 
 def run_segment_job(emu: Emulator, job_id: str) -> None:
     """Evaluate every segment of a job and record members and metrics (or the failure)."""
     started = now_ms()
     job = emu.store.update("segmentjobs", job_id, lambda j: j.update(status="PROCESSING", updateTime=now_ms()))
-    assert job is not None
+    if job is None:
+        return
     counts: dict[str, int] = {}
     try:
         profile = union_profile(emu)
@@ -268,7 +309,7 @@ def run_segment_job(emu: Emulator, job_id: str) -> None:
             with emu.engine.connect() as conn:
                 emu.engine.fetchall(
                     conn,
-                    f"INSERT INTO emu_segment_members (job_id, segment_id, identity) "
+                    f"INSERT INTO {emu.store.table('emu_segment_members')} (job_id, segment_id, identity) "
                     f"SELECT %s, %s, {IDENTITY} FROM ({profile.sql}) AS p WHERE {predicate}",
                     [job_id, segment_id, *params],
                 )
@@ -276,12 +317,7 @@ def run_segment_job(emu: Emulator, job_id: str) -> None:
         with emu.engine.connect() as conn:
             total = int(emu.engine.fetchall(conn, f"SELECT count(*) FROM ({profile.sql}) AS p")[0][0])
     except Exception as exc:  # a failed evaluation is the job's FAILED status, as on AEP
-        message = exc.body["detail"] if hasattr(exc, "body") else str(exc)
-        emu.store.update(
-            "segmentjobs",
-            job_id,
-            lambda j: j.update(status="FAILED", updateTime=now_ms(), errors=[{"code": "0100000003", "msg": message}]),
-        )
+        fail_segment_job(emu, job_id, message_of(exc))
         return
     ended = now_ms()
     metrics = {
@@ -332,7 +368,7 @@ def create_export_job(body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
         "_emu_segment_jobs": job_ids,
     }
     emu.store.put("exportjobs", str(job_id), job)
-    emu.submit(run_export_job, emu, str(job_id))
+    emu.submit(run_export_job, emu, str(job_id), on_crash=lambda message: fail_export_job(emu, str(job_id), message))
     return _public(job)
 
 
@@ -351,10 +387,32 @@ def get_export_job(job_id: str, emu: EmulatorDep) -> dict[str, Any]:
 
 
 @router.get("/export/jobs")
-def list_export_jobs(emu: EmulatorDep, limit: int = 100) -> dict[str, Any]:
-    """Export jobs, newest first."""
-    jobs = [_public(job) for job in reversed(emu.store.all("exportjobs"))][:limit]
-    return {"records": jobs, "page": {"totalCount": len(jobs), "pageSize": len(jobs)}, "link": {}}
+def list_export_jobs(emu: EmulatorDep, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    """Export jobs, newest first, ``limit`` from ``offset``; ``link.next`` is the next page's URL."""
+    everything = [_public(job) for job in reversed(emu.store.all("exportjobs"))]
+    jobs, following = offset_page(everything, offset, limit, "UPS", _INVALID)
+    link = {} if following is None else {"next": _page_url(emu, "/export/jobs", offset=following, limit=limit)}
+    return {"records": jobs, "page": {"totalCount": len(everything), "pageSize": len(jobs)}, "link": link}
+
+
+def fail_export_job(emu: Emulator, job_id: str, message: str) -> None:
+    """Mark an export job FAILED with ``message``, unless it has already finished."""
+
+    def change(job: dict[str, Any]) -> None:
+        if job["status"] in _UNFINISHED:
+            job.update(status="FAILED", updateTime=now_ms(), errors=[{"msg": message}])
+
+    emu.store.update("exportjobs", job_id, change)
+
+
+def fail_unfinished_jobs(emu: Emulator) -> None:
+    """At startup: a segment or export job a previous run left unfinished will never finish; mark it FAILED."""
+    for job in emu.store.all("segmentjobs"):
+        if job["status"] in _UNFINISHED:
+            fail_segment_job(emu, job["id"], RESTARTED)
+    for job in emu.store.all("exportjobs"):
+        if job["status"] in _UNFINISHED:
+            fail_export_job(emu, str(job["id"]), RESTARTED)
 
 
 def export_columns(fields: str, columns: list[Column], identity_path: str) -> list[Column]:
@@ -368,7 +426,8 @@ def export_columns(fields: str, columns: list[Column], identity_path: str) -> li
 def run_export_job(emu: Emulator, job_id: str) -> None:
     """Write the members' union-profile attributes into the destination dataset as one new batch."""
     job = emu.store.update("exportjobs", job_id, lambda j: j.update(status="PROCESSING", updateTime=now_ms()))
-    assert job is not None
+    if job is None:
+        return
     batch_id = uuid.uuid4().hex[:26]
     try:
         profile = union_profile(emu)
@@ -378,10 +437,7 @@ def run_export_job(emu: Emulator, job_id: str) -> None:
         filled = [c for c in export_columns(job["fields"], columns, profile.identity_path) if c.name in available]
         rows = _insert_members(emu, table_of(dataset), profile, filled, job["_emu_segment_jobs"], batch_id)
     except Exception as exc:  # the job fails, as on AEP
-        message = exc.body["detail"] if hasattr(exc, "body") else str(exc)
-        emu.store.update(
-            "exportjobs", job_id, lambda j: j.update(status="FAILED", updateTime=now_ms(), errors=[{"msg": message}])
-        )
+        fail_export_job(emu, job_id, message_of(exc))
         return
     _record_export_batch(emu, dataset["id"], batch_id, rows)
 
@@ -398,7 +454,7 @@ def _insert_members(
     """INSERT the members of the segments' jobs into ``table``; returns the row count."""
     check_name(table)
     targets = ", ".join([*(identifier(c.name) for c in columns), "_emu_batch"])
-    selected = ", ".join([*(f"CAST(p.{identifier(c.name)} AS {_SQL_TYPES[c.type]})" for c in columns), "%s"])
+    selected = ", ".join([*(f"CAST(p.{identifier(c.name)} AS {emu.engine.sql_type(c)})" for c in columns), "%s"])
     membership = " OR ".join(["(m.job_id = %s AND m.segment_id = %s)"] * len(jobs))
     params: list[Any] = [batch_id]
     for segment_id, job_id in jobs.items():
@@ -407,7 +463,8 @@ def _insert_members(
         emu.engine.fetchall(
             conn,
             f"INSERT INTO {identifier(table)} ({targets}) SELECT {selected} FROM ({profile.sql}) AS p "
-            f"WHERE p.{IDENTITY} IN (SELECT m.identity FROM emu_segment_members AS m WHERE {membership})",
+            f"WHERE p.{IDENTITY} IN (SELECT m.identity FROM {emu.store.table('emu_segment_members')} AS m "
+            f"WHERE {membership})",
             params,
         )
         return int(

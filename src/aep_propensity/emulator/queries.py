@@ -1,9 +1,18 @@
 """Query Service (``/data/foundation/query``): connection parameters and the asynchronous queries API.
 
 The emulator's PostgreSQL is its Query Service: connection parameters point at it (with the non-AEP
-key ``searchPath`` naming the emulator's schema), and queries run there in a background thread in
-PostgreSQL's dialect. A ``CREATE TABLE ... AS`` registers its table as a dataset (with the
-``adobe/pqs/table`` tag, so it can be exported); ``DROP TABLE`` removes the dataset of that table.
+key ``searchPath`` naming the data schema), and queries run there in a background thread in
+PostgreSQL's dialect, with the data schema as their only search path (the emulator's own state is
+in another schema, so CTAS and DROP names cannot collide with it; names of the local platform's
+tables, ``ledger_*`` and ``_batch_*``, are refused). A ``CREATE TABLE ... AS`` registers its table
+as a dataset (with the ``adobe/pqs/table`` tag, so it can be exported); ``DROP TABLE`` removes the
+dataset of that table.
+
+Each query runs under a ``statement_timeout`` (``--query-timeout-seconds``, 600 by default: Query
+Service's 10-minute ad-hoc limit); one that exceeds it FAILS with AEP's code ``53400``. Cancelling
+(``PATCH {"op": "cancel"}``) marks the query KILLED and cancels its statement in PostgreSQL
+(``pg_cancel_backend``); a query cancelled after its statement ended is rolled back, so a KILLED
+query never leaves a table behind.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import uuid
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import sqlglot
 from fastapi import APIRouter, Request
@@ -22,7 +32,7 @@ from sqlglot import exp
 from aep_propensity.platform.port import check_name
 from aep_propensity.platform.sql import identifier
 
-from .catalog import PQS_TAG, new_dataset, table_of
+from .catalog import PQS_TAG, RESERVED_PREFIXES, new_dataset, table_of
 from .errors import bad_request, not_found
 from .service import Emulator, EmulatorDep, JsonObject, iso_now
 
@@ -31,6 +41,12 @@ router = APIRouter(prefix="/data/foundation/query")
 _INVALID = "QS-1400-400"
 _NOT_FOUND = "QS-1404-404"
 _FINAL = ("SUCCESS", "FAILED", "KILLED", "TIMEOUT")
+_TIMEOUT_CODE = "53400"
+_TARGETS = (exp.Create, exp.Drop, exp.Alter, exp.Insert, exp.Delete, exp.Update)
+
+
+class _Killed(Exception):
+    """The query was cancelled while its statement ran: its transaction is rolled back."""
 
 
 def bearer_token(request: Request) -> str:
@@ -79,6 +95,9 @@ def create_query(request: Request, body: JsonObject, emu: EmulatorDep) -> dict:
         sql = _statement_sql(body)
     except ValueError as exc:
         raise bad_request(str(exc), "QS", _INVALID) from None
+    reserved = reserved_target(sql)
+    if reserved:
+        raise bad_request(f"table {reserved!r} is reserved by the emulator's local platform", "QS", _INVALID)
     query_id = str(uuid.uuid4())
     href = f"{emu.config.base_url}/data/foundation/query/queries/{query_id}"
     query = {
@@ -103,8 +122,32 @@ def create_query(request: Request, body: JsonObject, emu: EmulatorDep) -> dict:
         },
     }
     emu.store.put("queries", query_id, query)
-    emu.submit(run_query, emu, query_id)
+    submit_query(emu, query_id)
     return query
+
+
+def reserved_target(sql: str) -> str | None:
+    """The table a statement creates, drops, alters or writes if its name is the local platform's
+    (``ledger_*``, ``_batch_*``); None otherwise, or when sqlglot cannot parse the SQL."""
+    try:
+        statements = sqlglot.parse(sql, read="postgres")
+    except sqlglot.errors.ParseError:
+        return None
+    for statement in statements:
+        table = statement.find(exp.Table) if isinstance(statement, _TARGETS) else None
+        if table is not None and table.name.lower().startswith(RESERVED_PREFIXES):
+            return table.name
+    return None
+
+
+def submit_query(emu: Emulator, query_id: str) -> None:
+    """Run a query in the background; if the run dies unexpectedly, the query FAILS."""
+
+    def crashed(message: str) -> None:
+        error = {"code": "58000", "message": message, "errorType": "SYSTEM_ERROR"}
+        _finish(emu, query_id, "FAILED", errors=[error])
+
+    emu.submit(run_query, emu, query_id, on_crash=crashed)
 
 
 @router.get("/queries")
@@ -135,7 +178,7 @@ def patch_query(query_id: str, body: JsonObject, emu: EmulatorDep) -> JSONRespon
     if body.get("op") not in ("cancel", "soft_delete"):
         raise bad_request("op must be cancel or soft_delete", "QS", _INVALID)
     if body["op"] == "cancel":
-        _finish(emu, query_id, "KILLED")
+        cancel_query(emu, query_id)
         return JSONResponse({"message": "Query cancel request received", "statusCode": 202}, status_code=202)
     return JSONResponse({"message": "Query soft delete request received", "statusCode": 202}, status_code=202)
 
@@ -150,24 +193,78 @@ def _finish(emu: Emulator, query_id: str, state: str, **fields: Any) -> None:
     emu.store.update("queries", query_id, change)
 
 
+def cancel_query(emu: Emulator, query_id: str) -> None:
+    """Mark an unfinished query KILLED and cancel its statement if it is running now."""
+    with emu.query_lock:
+        _finish(emu, query_id, "KILLED")
+        backend = emu.query_backends.get(query_id)
+        if backend is not None:
+            with emu.store.transaction() as cur:
+                cur.execute("SELECT pg_cancel_backend(%s)", [backend])
+
+
+def _start(emu: Emulator, query_id: str) -> dict[str, Any] | None:
+    """Move a SUBMITTED query to IN_PROGRESS; the query, or None when it is gone or no longer submitted."""
+    started = False
+
+    def change(query: dict[str, Any]) -> None:
+        nonlocal started
+        if query["state"] == "SUBMITTED":
+            query.update(state="IN_PROGRESS", updated=iso_now())
+            started = True
+
+    query = emu.store.update("queries", query_id, change)
+    return query if started else None
+
+
 def run_query(emu: Emulator, query_id: str) -> None:
-    """Run a submitted query on PostgreSQL and record SUCCESS (row count) or FAILED (errors)."""
-    query = emu.store.get("queries", query_id)
-    if query is None or query["state"] in _FINAL:
+    """Run a submitted query on PostgreSQL (data schema only, under the statement timeout) and record
+    SUCCESS (row count), FAILED (errors; ``53400`` on timeout), or nothing when it was KILLED."""
+    query = _start(emu, query_id)
+    if query is None:
         return
-    emu.store.update("queries", query_id, lambda q: q.update(state="IN_PROGRESS", updated=iso_now()))
     started = time.monotonic()
     sql = query["effectiveSQL"]
     try:
-        with emu.engine.connect() as conn, conn.cursor() as cur:
-            cur.execute(sql)
-            rows = max(cur.rowcount, 0)
+        with emu.engine.connect() as conn:
+            rows = _execute(emu, conn, query_id, sql)
+            with emu.query_lock:  # a cancel either comes first (rolled back) or finds the query finished
+                if _state(emu, query_id) == "KILLED":
+                    raise _Killed
+                conn.commit()
+                sync_datasets(emu, sql, query_id)
+                _finish(emu, query_id, "SUCCESS", rowCount=rows, elapsedTime=_ms_since(started))
+    except _Killed:
+        return
+    except psycopg2.errors.QueryCanceled as exc:
+        message = f"query exceeded the emulator's {emu.config.query_timeout_seconds} s execution limit ({exc})"
+        error = {"code": _TIMEOUT_CODE, "message": message.strip(), "errorType": "USER_ERROR"}
+        _finish(emu, query_id, "FAILED", errors=[error], elapsedTime=_ms_since(started))  # a KILLED query stays so
     except psycopg2.Error as exc:
         error = {"code": exc.pgcode or "58000", "message": str(exc).strip(), "errorType": "USER_ERROR"}
         _finish(emu, query_id, "FAILED", errors=[error], elapsedTime=_ms_since(started))
-        return
-    sync_datasets(emu, sql, query_id)
-    _finish(emu, query_id, "SUCCESS", rowCount=rows, elapsedTime=_ms_since(started))
+
+
+def _execute(emu: Emulator, conn: psycopg2.extensions.connection, query_id: str, sql: str) -> int:
+    """Execute ``sql`` under the statement timeout, its backend registered for cancelling; its row count."""
+    with conn.cursor() as cur:
+        timeout_ms = str(emu.config.query_timeout_seconds * 1000)
+        cur.execute("SELECT set_config('statement_timeout', %s, false), pg_backend_pid()", [timeout_ms])
+        backend = int(cur.fetchone()[1])
+        with emu.query_lock:
+            emu.query_backends[query_id] = backend
+        try:
+            cur.execute(sql)
+            return max(cur.rowcount, 0)
+        finally:
+            with emu.query_lock:
+                emu.query_backends.pop(query_id, None)
+
+
+def _state(emu: Emulator, query_id: str) -> str | None:
+    """A query's current state."""
+    query = emu.store.get("queries", query_id)
+    return None if query is None else str(query["state"])
 
 
 def _ms_since(started: float) -> int:
@@ -200,5 +297,7 @@ def sync_datasets(emu: Emulator, sql: str, query_id: str) -> None:
 def resume_queries(emu: Emulator) -> None:
     """Run again the queries a previous run left unfinished (each runs in one transaction)."""
     for query in emu.store.all("queries"):
+        if query["state"] == "IN_PROGRESS":  # its statement's transaction died with the previous run
+            emu.store.update("queries", query["id"], lambda q: q.update(state="SUBMITTED"))
         if query["state"] not in _FINAL:
-            emu.submit(run_query, emu, query["id"])
+            submit_query(emu, query["id"])

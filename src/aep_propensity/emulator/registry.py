@@ -9,8 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from .errors import bad_request, not_found, service_error
-from .jsonpatch import PatchError, apply_patch
-from .service import Emulator, EmulatorDep, JsonBody, JsonObject, now_ms
+from .service import Emulator, EmulatorDep, JsonBody, JsonObject, apply_json_patch, matches_property, now_ms
 from .xdm_schema import (
     CLASSES,
     STANDARD_FIELD_GROUPS,
@@ -115,9 +114,7 @@ def _stamp(body: dict[str, Any], emu: Emulator, resource: str) -> dict[str, Any]
 
 def _page(results: list[dict[str, Any]], prop: str | None = None) -> dict[str, Any]:
     """A Schema Registry list answer, optionally filtered by ``property=key==value``."""
-    if prop:
-        key, _, value = prop.partition("==")
-        results = [item for item in results if str(item.get(key)) == value]
+    results = [item for item in results if matches_property(item, prop)]
     return {"results": results, "_page": {"orderby": "", "next": None, "count": len(results)}, "_links": {}}
 
 
@@ -223,10 +220,7 @@ def get_schema(ident: str, request: Request, emu: EmulatorDep) -> dict[str, Any]
 def patch_schema(ident: str, body: JsonBody, emu: EmulatorDep) -> dict[str, Any]:
     """JSON-Patch a schema: e.g. ``add /meta:immutableTags ["union"]`` or ``add /allOf/-`` a field group."""
     schema = find(emu, "schemas", ident)
-    try:
-        patched = apply_patch(schema, body)
-    except PatchError as exc:
-        raise bad_request(str(exc), "XDM", _INVALID) from None
+    patched = apply_json_patch(schema, body, "XDM", _INVALID)
     _check_schema(emu, patched)
     for key in ("$id", "meta:altId"):
         patched[key] = schema[key]

@@ -1,4 +1,5 @@
-"""The emulator's running state: configuration, store, local platform, faults and background work."""
+"""The emulator's running state: configuration, store, local platform, faults and background work;
+and the small helpers every router shares (sandbox, ``property==`` filters, JSON Patch)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any
 
+import jsonpatch
 from fastapi import Body, Depends, Request
 
 from aep_propensity.platform.engines import PostgresEngine
 from aep_propensity.platform.local import LocalPlatform
 
 from .config import EmulatorConfig, check_faults
+from .errors import bad_request
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.store = Store(config.dsn, config.schema)
+        self.store = Store(config.dsn, config.state_schema, legacy_schema=config.schema)
         self.engine = PostgresEngine(config.dsn, schema=config.schema)
         self.platform = LocalPlatform(self.engine)
         self.faults: dict[str, Any] = dict(config.faults)
@@ -43,26 +46,40 @@ class Emulator:
         self.injected = 0
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="emulator-job")
+        #: Set by :meth:`close`: background waits (the batch delay fault) end early.
+        self.stopping = threading.Event()
+        #: Query id -> PostgreSQL backend pid of the queries running now (see :mod:`.queries`).
+        self.query_backends: dict[str, int] = {}
+        self.query_lock = threading.Lock()
         config.dlz_root.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"Emulator({self.config!r})"
 
     def close(self) -> None:
-        """Stop background work and close the store."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Wait for the background jobs that are running (queued ones are dropped: batches and queries
+        resume at the next start, other jobs are marked FAILED then), then close the store."""
+        self.stopping.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self.store.close()
 
-    def submit(self, job: Callable[..., None], *args: Any) -> None:
-        """Run ``job(*args)`` in a background thread; its failures are logged, never raised."""
+    def submit(self, job: Callable[..., None], *args: Any, on_crash: Callable[[str], None] | None = None) -> Future:
+        """Run ``job(*args)`` in a background thread. If it dies unexpectedly the failure is logged and
+        ``on_crash(message)`` marks its record failed, so that nobody polls it forever."""
 
         def run() -> None:
             try:
                 job(*args)
-            except Exception:
+            except BaseException as exc:
                 logger.exception("background job %s failed", getattr(job, "__name__", job))
+                if on_crash is not None:
+                    _record_crash(on_crash, f"the emulator's background job failed: {type(exc).__name__}: {exc}")
 
-        self._executor.submit(run)
+        return self._executor.submit(run)
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless the emulator is stopping; whether it is still running."""
+        return not self.stopping.wait(seconds)
 
     def set_faults(self, faults: Any) -> dict[str, Any]:
         """Replace the fault switches (and restart the call counter)."""
@@ -89,6 +106,14 @@ class Emulator:
         return int(self.faults.get("token_ttl", self.config.token_ttl))
 
 
+def _record_crash(on_crash: Callable[[str], None], message: str) -> None:
+    """Call a job's crash handler; its own failure is only logged."""
+    try:
+        on_crash(message)
+    except Exception:
+        logger.exception("could not mark a crashed background job failed")
+
+
 def get_emulator(request: Request) -> Emulator:
     """The emulator behind the app (a FastAPI dependency)."""
     return request.app.state.emulator
@@ -97,6 +122,39 @@ def get_emulator(request: Request) -> Emulator:
 def sandbox_of(request: Request) -> str:
     """The sandbox named by the request's ``x-sandbox-name`` header (``prod`` when absent)."""
     return getattr(request.state, "sandbox", "prod")
+
+
+def matches_property(item: dict[str, Any], prop: str | None) -> bool:
+    """Whether an object satisfies an AEP ``property=key==value`` list filter (no filter: always)."""
+    if not prop:
+        return True
+    key, _, value = prop.partition("==")
+    return str(item.get(key)) == value
+
+
+def offset_page(items: list[Any], start: int, limit: int, service: str, code: str) -> tuple[list[Any], int | None]:
+    """The items of one page (``limit`` from the zero-based offset ``start``) and the offset of the
+    next page (None on the last); a ``limit`` under 1 or a negative ``start`` is a 400."""
+    if limit < 1:
+        raise bad_request("limit must be at least 1", service, code)
+    if start < 0:
+        raise bad_request("start must be zero or more", service, code)
+    following = start + limit
+    return items[start:following], following if following < len(items) else None
+
+
+def apply_json_patch(document: dict[str, Any], operations: Any, service: str, code: str) -> dict[str, Any]:
+    """A patched copy of ``document`` (RFC 6902, by the ``jsonpatch`` package); a patch that is not an
+    array of valid operations, or cannot apply, is a 400 problem document of ``service``."""
+    if not isinstance(operations, list):
+        raise bad_request("a JSON Patch (RFC 6902) is an array of operations", service, code)
+    try:
+        patched = jsonpatch.apply_patch(document, operations)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+        raise bad_request(f"invalid JSON Patch: {exc}", service, code) from None
+    if not isinstance(patched, dict):
+        raise bad_request("a JSON Patch must leave an object", service, code)
+    return patched
 
 
 #: Route parameter types: the emulator, and a JSON body (object or any JSON value).

@@ -2,8 +2,10 @@
 
 Every object (field group, schema, descriptor, dataset, batch, query, segment, job, connection,
 flow, run ...) is one row of ``emu_objects`` keyed by ``(kind, id)``; its body is the JSON the
-emulator answers. Dataset rows themselves live in ordinary tables of the same schema, written
-through :class:`~aep_propensity.platform.local.LocalPlatform`. A restart therefore loses nothing.
+emulator answers. These ``emu_*`` tables live in their own schema (``<schema>_state``), apart from
+the dataset tables (schema ``<schema>``, written through
+:class:`~aep_propensity.platform.local.LocalPlatform`), so Query Service SQL, which runs with the
+data schema as its only search path, cannot collide with them by name. A restart loses nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import psycopg2.pool
 
 from aep_propensity.platform.sql import identifier
 
+_TABLES = ("emu_objects", "emu_tokens", "emu_segment_members")
+_SEQUENCE = "emu_export_job_seq"
 _DDL = (
     "CREATE TABLE IF NOT EXISTS emu_objects (kind TEXT NOT NULL, id TEXT NOT NULL, body JSONB NOT NULL, "
     "created DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, id))",
@@ -32,26 +36,54 @@ _DDL = (
 )
 
 
+def _exists(cur: psycopg2.extensions.cursor, schema: str, name: str) -> bool:
+    """Whether relation ``schema.name`` exists."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", [qualified(schema, name)])
+    return bool(cur.fetchone()[0])
+
+
+def _move_legacy_state(cur: psycopg2.extensions.cursor, legacy: str, schema: str) -> None:
+    """Move ``emu_*`` tables an emulator before the schema split kept among the dataset tables."""
+    for name in _TABLES:
+        if _exists(cur, legacy, name) and not _exists(cur, schema, name):
+            cur.execute(f"ALTER TABLE {qualified(legacy, name)} SET SCHEMA {identifier(schema)}")
+    if _exists(cur, legacy, _SEQUENCE) and not _exists(cur, schema, _SEQUENCE):
+        cur.execute(f"ALTER SEQUENCE {qualified(legacy, _SEQUENCE)} SET SCHEMA {identifier(schema)}")
+
+
 def token_digest(token: str) -> str:
     """The SHA-256 of a token: only digests are stored, never tokens."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Store:
-    """JSON documents, tokens and segment members in one PostgreSQL schema."""
+def qualified(schema: str, name: str) -> str:
+    """``"schema"."name"`` for checked names."""
+    return f"{identifier(schema)}.{identifier(name)}"
 
-    def __init__(self, dsn: str, schema: str) -> None:
+
+class Store:
+    """JSON documents, tokens and segment members in the emulator's state schema."""
+
+    def __init__(self, dsn: str, schema: str, legacy_schema: str | None = None) -> None:
+        """Open a pool on ``schema`` (created if missing); state an older emulator kept in
+        ``legacy_schema`` (its data schema) is moved here once."""
         self.schema = schema
         self._dsn = dsn
         self._pool = psycopg2.pool.ThreadedConnectionPool(1, 12, dsn, connect_timeout=10)
         with self.transaction() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {identifier(schema)}")
+            if legacy_schema:
+                _move_legacy_state(cur, legacy_schema, schema)
             cur.execute(f"SET search_path TO {identifier(schema)}")
             for ddl in _DDL:
                 cur.execute(ddl)
 
     def __repr__(self) -> str:
         return f"Store(schema={self.schema!r})"
+
+    def table(self, name: str) -> str:
+        """A state table's schema-qualified name, for SQL run on connections of the data schema."""
+        return qualified(self.schema, name)
 
     def close(self) -> None:
         """Close every pooled connection."""

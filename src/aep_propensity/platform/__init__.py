@@ -82,6 +82,7 @@ _CLIENT_OPTIONS = (
     "backoff_factor",
     "poll_interval_seconds",
     "poll_timeout_seconds",
+    "max_retry_after_seconds",
 )
 
 

@@ -10,7 +10,7 @@ this module says which XDM path holds each flat column; a column it does not map
 - the nested Arrow table (structs) uploaded as Parquet by batch ingestion (:func:`to_nested`);
 - an XDM path written in SQL (:func:`path_sql`), either as AEP's Query Service reads it
   (``_acme.userid``) or flattened as BI tools and the local emulator see it (``_acme_userid``:
-  the path joined with ``_``, lower-cased);
+  the path joined with ``_``, lower-cased; :func:`flat_column` is the one rule);
 - the flat view over a dataset's table that gives the pipelines their column names back
   (:func:`flat_view_sql`).
 """
@@ -59,12 +59,15 @@ STANDARD_LEAVES: dict[str, dict[str, XdmType]] = {
     LOYALTY_GROUP: {"loyalty.tier": "string", "loyalty.points": "number", "loyalty.joinDate": "date"},
 }
 
+#: Where every dataset keeps the person's ECID: the primary identity of the profile and score schemas.
+IDENTITY_PATH = "_{tenant}.userid"
+
 #: The raw datasets: their class and where each flat column lives (``{tenant}`` is the tenant).
 RAW_DATASETS: dict[str, tuple[str, dict[str, str]]] = {
     "profiles": (
         PROFILE_CLASS,
         {
-            "ecid": "_{tenant}.userid",
+            "ecid": IDENTITY_PATH,
             "email": "personalEmail.address",
             "gender": "person.gender",
             "birth_year": "person.birthYear",
@@ -78,7 +81,7 @@ RAW_DATASETS: dict[str, tuple[str, dict[str, str]]] = {
         EVENT_CLASS,
         {
             "_id": "_id",
-            "ecid": "_{tenant}.userid",
+            "ecid": IDENTITY_PATH,
             "eventType": "eventType",
             "timestamp": "timestamp",
             "web_webpagedetails_pageviews": "web.webPageDetails.pageViews.value",
@@ -91,7 +94,7 @@ RAW_DATASETS: dict[str, tuple[str, dict[str, str]]] = {
     "propensity_scores": (
         PROFILE_CLASS,
         {
-            "ecid": "_{tenant}.userid",
+            "ecid": IDENTITY_PATH,
             "score": "_{tenant}.propensity",
             "decile": "_{tenant}.propensityDecile",
             "converted": "_{tenant}.converted",
@@ -163,11 +166,6 @@ class XdmField:
     flat_type: LogicalType
     xdm_type: XdmType
 
-    @property
-    def flat_path(self) -> str:
-        """The column name of this leaf in a flattened table (``_acme.userid`` -> ``_acme_userid``)."""
-        return self.path.replace(".", "_").lower()
-
 
 @dataclass(frozen=True)
 class XdmMapping:
@@ -197,13 +195,6 @@ class XdmMapping:
     def tenant_fields(self) -> tuple[XdmField, ...]:
         """The mapped fields under ``_{tenant}``."""
         return tuple(f for f in self.fields if f.path.startswith(self.namespace + "."))
-
-    def path_of(self, column: str) -> str:
-        """The XDM path of a flat column."""
-        for xdm_field in self.fields:
-            if xdm_field.column == column:
-                return xdm_field.path
-        raise KeyError(f"dataset {self.dataset!r} has no column {column!r}")
 
     def field_group_title(self) -> str:
         """The tenant field group's title: names the dataset and a digest of its fields (get-or-create key)."""
@@ -265,6 +256,11 @@ class XdmMapping:
         }
 
 
+def identity_path(tenant: str) -> str:
+    """The XDM path of the ECID identity for ``tenant`` (``_acme.userid``)."""
+    return IDENTITY_PATH.replace("{tenant}", check_tenant(tenant))
+
+
 def mapping_for(spec: DatasetSpec, tenant: str) -> XdmMapping:
     """The XDM mapping of a flat dataset: a raw dataset's known paths, the rest under ``_{tenant}``."""
     check_tenant(tenant)
@@ -296,22 +292,27 @@ def to_nested(table: pa.Table, mapping: XdmMapping) -> pa.Table:
             node = node.setdefault(part, {})
         node[leaf] = pc.cast(column, _ARROW_OF_XDM[xdm_field.xdm_type], safe=True)
     names = list(tree)
-    return pa.Table.from_arrays([_build(tree[name], table.num_rows) for name in names], names=names)
+    return pa.Table.from_arrays([_build(tree[name]) for name in names], names=names)
 
 
-def _build(node: dict[str, Any] | pa.Array, rows: int) -> pa.Array:
+def _build(node: dict[str, Any] | pa.Array) -> pa.Array:
     """An Arrow array for a subtree: leaves as they are, objects as structs of their children."""
     if isinstance(node, pa.Array):
         return node
     names = list(node)
-    return pa.StructArray.from_arrays([_build(node[name], rows) for name in names], names=names)
+    return pa.StructArray.from_arrays([_build(node[name]) for name in names], names=names)
+
+
+def flat_column(path: str) -> str:
+    """The one flattening rule: an XDM path's column in a flattened table (``_acme.userid`` -> ``_acme_userid``)."""
+    return check_path(path).replace(".", "_").lower()
 
 
 def path_sql(path: str, flatten: bool) -> exp.Expression:
     """An XDM path as an SQL expression: ``_acme.userid`` (AEP) or the column ``"_acme_userid"`` (flattened)."""
     check_path(path)
     if flatten:
-        return exp.column(path.replace(".", "_").lower(), quoted=True)
+        return exp.column(flat_column(path), quoted=True)
     return exp.Dot.build([exp.to_identifier(part) for part in path.split(".")]) if "." in path else exp.column(path)
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from aep_propensity.platform import make_platform
 from aep_propensity.platform.aep import AEPError, AEPPlatform
+from aep_propensity.platform.aep.backend import CATALOG, FLOWS
 from aep_propensity.platform.destinations import FileDestination
 from aep_propensity.platform.local_audiences import ProfileSource
 from aep_propensity.platform.port import AudienceDefinition, PlatformError
@@ -94,24 +95,32 @@ def test_ingest_defines_the_flat_view_and_queries_read_it(aep: AEPPlatform) -> N
     assert [r.id for r in records] == [batch.id] and records[0].status == "success"
 
 
-def test_profile_types_round_trip_and_replace_reverts_the_old_batch(aep: AEPPlatform) -> None:
-    aep.ingest(PROFILES, [profiles_frame(5)], replace=True)
+def test_profile_types_round_trip_and_replace_replays_and_retires_the_old_batch(aep: AEPPlatform) -> None:
+    first = aep.ingest(PROFILES, [profiles_frame(5)], replace=True)
     second = aep.ingest(PROFILES, [profiles_frame(3, offset=100)], replace=True)
     frame = aep.query("SELECT * FROM profiles ORDER BY ecid")
     assert list(frame["ecid"]) == ["p100", "p101", "p102"]
     assert list(frame["loyalty_points"]) == [0, 100, 200]
     assert frame["loyalty_join_date"].iloc[0] == date(2020, 1, 1)
     assert [r.id for r in aep.batches("profiles") if r.status == "success"] == [second.id]
+    batches = {r.id: r.status for r in aep.batches("profiles")}
+    assert batches == {first.id: "deleted", second.id: "success"}
+    [(_, created)] = aep.client.get(f"{CATALOG}/batches/{second.id}").items()
+    assert created["replay"] == {"predecessors": [first.id], "reason": "replace"}  # aep-api.md §4
 
 
 def test_interactive_row_limit(emulator: RunningEmulator) -> None:
     platform = make_platform(*aep_config(emulator, interactive_row_limit=10))
     platform.ingest(PROFILES, [profiles_frame(11)])
-    assert len(platform.query("SELECT * FROM profiles LIMIT 10")) == 10
-    with pytest.raises(PlatformError, match="more than 10 rows"):
+    assert len(platform.query("SELECT * FROM profiles LIMIT 9")) == 9
+    with pytest.raises(PlatformError, match="reached the interactive row limit of 10; read bulk data through export"):
+        platform.query("SELECT * FROM profiles LIMIT 10")  # AEP may cut a result at its cap: the cap is an overflow
+    with pytest.raises(PlatformError, match="reached the interactive row limit of 10"):
         platform.query("SELECT * FROM profiles")
-    small = list(platform.read_batches("SELECT * FROM profiles LIMIT 10", batch_rows=4))
-    assert [batch.num_rows for batch in small] == [4, 4, 2]  # within the limit: interactively
+    small = list(platform.read_batches("SELECT * FROM profiles LIMIT 9", batch_rows=4))
+    assert [batch.num_rows for batch in small] == [4, 4, 1]  # under the limit: interactively
+    at_limit = pa.Table.from_batches(list(platform.read_batches("SELECT * FROM profiles LIMIT 10", batch_rows=4)))
+    assert at_limit.num_rows == 10  # at the limit: through an export, as query() would refuse it
     exported = pa.Table.from_batches(list(platform.read_batches("SELECT * FROM profiles", batch_rows=4)))
     assert sorted(exported.column("ecid").to_pylist()) == sorted(f"p{i}" for i in range(11))  # beyond: an export
     scratch = platform.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_name LIKE '_read_%'")
@@ -142,6 +151,7 @@ def test_ctas_and_export(aep: AEPPlatform, tmp_path) -> None:
     again = aep.create_table_as("event_counts", "SELECT ecid, count(*) AS events FROM experience_events GROUP BY 1")
     assert again.row_count == 3  # replaced
     assert aep.export("event_counts", str(tmp_path / "egress")).rows == 3
+    assert aep.client.get(f"{FLOWS}/flows")["items"] == []  # each export's flow is deleted after its run
 
 
 def test_scores_of_each_run_never_duplicate(aep: AEPPlatform) -> None:

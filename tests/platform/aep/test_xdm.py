@@ -18,7 +18,9 @@ from aep_propensity.platform.xdm import (
     WEB_GROUP,
     camel_case,
     check_path,
+    flat_column,
     flat_view_sql,
+    identity_path,
     mapping_for,
     path_sql,
     to_nested,
@@ -69,8 +71,9 @@ def test_raw_columns_map_to_known_paths() -> None:
     assert profiles.identity is not None and profiles.identity.path == "_acme.userid"
     events = mapping_for(EVENTS, "acme")
     assert events.xdm_class == EVENT_CLASS
-    assert events.path_of("web_webpagedetails_pageviews") == "web.webPageDetails.pageViews.value"
-    assert events.path_of("eventType") == "eventType"
+    paths = {f.column: f.path for f in events.fields}
+    assert paths["web_webpagedetails_pageviews"] == "web.webPageDetails.pageViews.value"
+    assert paths["eventType"] == "eventType"
     assert events.standard_groups == (WEB_GROUP, DIRECT_MARKETING_GROUP)
     scores = mapping_for(SCORES, "acme")
     assert [f.path for f in scores.fields] == [
@@ -174,6 +177,14 @@ def test_nested_events_keep_top_level_fields() -> None:
     assert row["_id"] == "e1" and row["eventType"] == "web.webpagedetails.pageViews"
     assert row["web"] == {"webPageDetails": {"pageViews": {"value": 1.0}}}
     assert row["directMarketing"] == {"clicks": {"value": None}}
+
+
+def test_one_flattening_rule_and_the_identity_path() -> None:
+    assert flat_column("web.webPageDetails.pageViews.value") == "web_webpagedetails_pageviews_value"
+    assert path_sql("loyalty.joinDate", flatten=True).sql("postgres") == f'"{flat_column("loyalty.joinDate")}"'
+    assert identity_path("acme") == "_acme.userid" == mapping_for(PROFILES, "acme").identity.path
+    with pytest.raises(ValueError, match="invalid XDM path"):
+        flat_column("a.b; DROP")
 
 
 def test_path_sql_in_both_styles() -> None:

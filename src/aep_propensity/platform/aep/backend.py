@@ -3,27 +3,43 @@
 How each port operation is done on AEP (aep-api.md names the calls):
 
 - ``ingest``: the flat dataset ``X`` becomes the XDM dataset ``X_xdm`` (:mod:`..xdm` maps it; the
-  tenant field group, schema, identity descriptor and profile enabling are got or created by title,
-  the dataset by name). Each chunk is uploaded as one nested Parquet file of the batch (a file larger
-  than ``upload_file_bytes``, 256 MB, as AEP's large file in parts), then COMPLETE and polled to ``success``;
-  any failure aborts the batch, so nothing becomes visible. ``replace`` reverts the dataset's earlier
-  batches once the new one succeeded. The flat view ``X`` (``CREATE OR REPLACE VIEW X AS SELECT
-  <xdm path> AS <column> ...`` over the dataset's Query Service table, read from its
-  ``adobe/pqs/table`` tag) gives the pipelines their flat columns back.
+  tenant field group and schema are got or created by title, the dataset by name, and the schema's
+  identity descriptor and profile (union) tag are checked on every run, so a run that stopped half
+  way is healed by the next). Each chunk is uploaded as one nested Parquet file of the batch (a file
+  larger than ``upload_file_bytes``, 256 MB, as AEP's large file in parts), then COMPLETE and polled to
+  ``success``; a failed upload is ABORTed, so nothing becomes visible. A batch still not done at the
+  poll timeout is ABORTed too, but AEP takes ABORT only before a batch is loaded: when it refuses, the
+  timeout error says that the batch may still land and must then be REVERTed. The flat view ``X``
+  (``CREATE OR REPLACE VIEW X AS SELECT <xdm path> AS <column> ...`` over the dataset's Query Service
+  table, read from its ``adobe/pqs/table`` tag) gives the pipelines their flat columns back.
+- ``replace``: the replacing batch is created as AEP's replay of the dataset's current successful
+  batches (``"replay": {"predecessors": [...], "reason": "replace"}``, aep-api.md §4), which lets
+  the platform retire them when it succeeds. Once it has succeeded, every predecessor that is still
+  ``success``/``active`` (a platform, or the emulator, that did not retire it) is REVERTed; a
+  predecessor already retired is left alone. A replacing batch that fails leaves its predecessors as
+  they were.
 - ``query``/``handle``/``exists``: interactive SQL over psycopg2 with the connection parameters of
-  ``GET /query/connection_parameters`` (``sslmode`` from config); more than the interactive row
-  limit (50,000) is an error. ``read_batches`` reads interactively what fits that limit and
-  anything larger through an export (CTAS into a scratch table, exported, read, dropped).
-- ``create_table_as``/``create_view``: ``DROP`` then ``CREATE TABLE ... AS``/``CREATE VIEW`` through
-  the Queries API (``POST /queries``, polled to ``SUCCESS``). SQL is transpiled from the canonical
-  dialect to ``query_dialect`` (``spark`` on AEP, ``postgres`` on the emulator).
+  ``GET /query/connection_parameters`` (``sslmode`` from config), rows fetched on the client. AEP may
+  cut an interactive result at its row limit (50,000) rather than fail, so a result of that many rows
+  is an overflow error; an SQL error is an :class:`AEPError` with the Query Service's message.
+  ``read_batches`` reads interactively what stays under that limit and anything else through an
+  export (CTAS into a scratch table, exported, read, dropped).
+- ``create_table_as``/``create_view``: ``DROP TABLE`` then ``CREATE TABLE ... AS``, or ``CREATE OR
+  REPLACE VIEW``, through the Queries API (``POST /queries``, polled to ``SUCCESS``). SQL is transpiled
+  from the canonical dialect to ``query_dialect`` (``spark`` on AEP, ``postgres`` on the emulator).
 - ``export``: the dataset export flow to the Data Landing Zone (base, source and target connections,
-  a flow, an ad-hoc run polled through the Flow Service runs); the run's Parquet files are copied
-  with fsspec into the port's layout ``<location>/<table>/exportTime=.../part-*.parquet``.
-- audiences: segment definitions (PQL over XDM paths) got or created by name, segment jobs
-  polled to ``SUCCEEDED``; activation through a Data Landing Zone destination flow (profile-store
-  source, segment and profile selectors, ad-hoc run), whose CSV files are handed to the configured
-  ``files`` destination.
+  a flow, an ad-hoc run polled through the Flow Service runs until its status is no longer a pending
+  one; only ``success`` is OK); the run's Parquet files are copied with fsspec into the port's layout
+  ``<location>/<table>/exportTime=.../part-*.parquet``. The flow and its connections are DELETEd once
+  the run is over, whatever its outcome (best effort, logged), so no scheduled flow keeps running.
+- audiences: segment definitions (PQL over XDM paths) got or created by name (definitions and jobs
+  are read page by page), segment jobs polled to ``SUCCEEDED``; only jobs evaluating one of the
+  project's own audiences (those its audience dataset records) count, since a sandbox also lists
+  scheduled jobs over every segment. Activation goes through a Data Landing Zone destination flow
+  (profile-store source, the audience's segment selector, profile selectors for the identity
+  ``_{tenant}.userid`` and each attribute's XDM path, ad-hoc run; deleted afterwards like an export's);
+  the CSV columns are found by their header (XDM path -> flat name), never by position, and handed
+  to the configured ``files`` destination.
 - The ledger: batches are read from the Catalog and audience jobs from the Segmentation API, as AEP
   records them. Deliveries have no AEP record naming the audience job they delivered, so the backend
   keeps them itself in a small dataset, ``aep_propensity_deliveries`` (ingested like any other, one
@@ -48,6 +64,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import fsspec
 import pandas as pd
@@ -77,8 +94,8 @@ from ..port import (
 )
 from ..pql import compile_pql
 from ..sql import identifier, literal, transpile
-from ..xdm import XdmMapping, check_tenant, flat_view_sql, mapping_for, to_nested
-from .client import AEPClient, AEPError
+from ..xdm import XdmMapping, check_tenant, flat_view_sql, identity_path, mapping_for, to_nested
+from .client import AEPClient, AEPError, PollTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +108,12 @@ SEGMENTS = "/data/core/ups"
 ADHOC_RUN = "/data/core/activation/disflowprovider/adhocrun"
 DLZ_CREDENTIALS = "/data/foundation/connectors/landingzone/credentials"
 COPY_BUFFER_BYTES = 16 * 1024 * 1024
+CATALOG_PAGE = 100  # the Catalog's largest page
+SEGMENT_PAGE = 100
 
 XED_JSON = "application/vnd.adobe.xed+json"
 XED_ID_JSON = "application/vnd.adobe.xed-id+json"
+XDM_V2_JSON = "application/vnd.adobe.xdm-v2+json"
 DLZ_CONNECTION_SPEC = "10440537-2a7b-4583-ac39-ed38d4b848e8"
 DLZ_FLOW_SPEC = "cd2fc47e-e838-4f38-a581-8fff2f99b63a"
 DATASET_SOURCE_SPEC = "23598e46-f560-407b-88d5-ea6207e49db0"
@@ -105,6 +125,8 @@ BATCH_DONE = {"success", "active", "failed", "failure", "aborted", "abandoned", 
 BATCH_OK = {"success", "active"}
 QUERY_DONE = {"SUCCESS", "FAILED", "KILLED", "TIMEOUT"}
 JOB_DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
+#: Flow run statuses (lower-cased) of a run that is not over yet; any other status is final.
+RUN_PENDING = {"inprogress", "in_progress", "pending", "queued", "scheduled", "started", "processing", "running"}
 
 AUDIENCES = DatasetSpec(
     "aep_propensity_audiences",
@@ -131,6 +153,10 @@ DELIVERIES = DatasetSpec(
         ]
     ),
 )
+
+
+class BatchFailed(AEPError):
+    """A batch ended in a failed state (its errors in the message)."""
 
 
 def _first(items: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -168,6 +194,7 @@ class AEPPlatform:
     ) -> None:
         self.client = client
         self._tenant = check_tenant(tenant) if tenant else None
+        self._tenant_checked = False
         self.query_dialect = query_dialect
         self.flatten_paths = flatten_paths
         self.sslmode = sslmode
@@ -184,13 +211,16 @@ class AEPPlatform:
 
     @property
     def tenant(self) -> str:
-        """The tenant id (``GET /stats``); a configured tenant must match it."""
+        """The tenant id (``GET /stats`` once per instance, then cached); a configured tenant must match it."""
+        if self._tenant_checked:
+            assert self._tenant is not None
+            return self._tenant
         actual = self.client.get(f"{SCHEMAS}/stats", headers={"Accept": XED_JSON}).get("tenantId")
         if not actual:
             raise AEPError("GET /stats answered no tenantId: the credential lacks Schema Registry permissions")
         if self._tenant and self._tenant != actual:
             raise AEPError(f"configured tenant {self._tenant!r} differs from the sandbox's tenant {actual!r}")
-        self._tenant = actual
+        self._tenant, self._tenant_checked = actual, True
         return actual
 
     # -- Query Service -------------------------------------------------------------------------
@@ -214,20 +244,27 @@ class AEPPlatform:
         try:
             if params.get("searchPath"):  # the emulator's schema; real AEP never sends it
                 with conn.cursor() as cur:
-                    cur.execute(f"SET search_path TO {identifier(params['searchPath'])}")
+                    _execute(cur, f"SET search_path TO {identifier(params['searchPath'])}")
             yield conn
         finally:
             conn.close()
 
     def query(self, sql: str) -> pd.DataFrame:
-        """Run an interactive query; more than the interactive row limit is an error, as on AEP."""
+        """Run an interactive query. AEP may cut an interactive result at its row limit instead of failing,
+        so a result of ``interactive_row_limit`` rows or more is an overflow error; an SQL error is an
+        :class:`AEPError` with the Query Service's message."""
         limit = self.interactive_row_limit
         with self._connect() as conn, conn.cursor() as cur:
-            cur.execute(transpile(sql, self.dialect))
-            rows = cur.fetchmany(limit + 1)
+            _execute(cur, transpile(sql, self.dialect))
+            try:
+                rows = cur.fetchmany(limit)
+            except psycopg2.Error as exc:
+                raise _query_error(exc) from None
             columns = [d.name for d in cur.description]
-        if len(rows) > limit:
-            raise PlatformError(f"interactive query returned more than {limit:,} rows; read bulk data through export")
+        if len(rows) >= limit:
+            raise PlatformError(
+                f"interactive query reached the interactive row limit of {limit:,}; read bulk data through export"
+            )
         return pd.DataFrame(rows, columns=columns)
 
     def read_batches(self, sql: str, batch_rows: int = 131_072) -> Iterator[pa.RecordBatch]:
@@ -235,7 +272,7 @@ class AEPPlatform:
         limit, else through a dataset export (CTAS into a scratch table, exported, read, dropped), since
         AEP caps interactive results and bulk data never travels that way."""
         count = self.query(f"SELECT count(*) AS n FROM ({sql}) AS counted")
-        if int(count.iloc[0, 0]) <= self.interactive_row_limit:
+        if int(count.iloc[0, 0]) < self.interactive_row_limit:  # as query(): the limit itself is an overflow
             yield from pa.Table.from_pandas(self.query(sql), preserve_index=False).to_batches(batch_rows)
             return
         scratch = f"_read_{uuid.uuid4().hex[:16]}"
@@ -257,6 +294,8 @@ class AEPPlatform:
                 cur.execute(f"SELECT * FROM {identifier(table)} LIMIT 0")
             except psycopg2.errors.UndefinedTable:
                 return None
+            except psycopg2.Error as exc:
+                raise _query_error(exc) from None
             return tuple(d.name for d in cur.description)
 
     def exists(self, table: str) -> bool:
@@ -296,11 +335,10 @@ class AEPPlatform:
         return self.handle(name)
 
     def create_view(self, name: str, sql: str) -> TableHandle:
-        """Define ``name`` as a view of ``sql`` (replacing an earlier view of that name)."""
+        """Define ``name`` as a view of ``sql`` by ``CREATE OR REPLACE VIEW`` (as the flat views are)."""
         check_name(name)
         view = identifier(name)
-        self.run_query(transpile(f"DROP VIEW IF EXISTS {view}", self.dialect), f"drop view {name}")
-        self.run_query(transpile(f"CREATE VIEW {view} AS {sql}", self.dialect), f"view {name}")
+        self.run_query(transpile(f"CREATE OR REPLACE VIEW {view} AS {sql}", self.dialect), f"view {name}")
         logger.info("Defined view %s", name)
         return self.handle(name)
 
@@ -314,19 +352,40 @@ class AEPPlatform:
         return next((item for item in answer.get("results", []) if item.get("title") == title), None)
 
     def _schema(self, mapping: XdmMapping, profile_enabled: bool) -> str:
-        """The ``$id`` of the dataset's schema, created with its field group and descriptor if missing."""
+        """The ``$id`` of the dataset's schema, got or created with its field group, then its identity
+        descriptor and profile (union) tag made sure of: each step is checked on every run, so a run that
+        stopped between two of them is healed by the next."""
         group = self._find_by_title("fieldgroups", mapping.field_group_title())
         if group is None:
             group = self.client.post(f"{SCHEMAS}/tenant/fieldgroups", mapping.field_group_json())
         schema = self._find_by_title("schemas", mapping.schema_title(group["$id"]))
         if schema is None:
             schema = self.client.post(f"{SCHEMAS}/tenant/schemas", mapping.schema_json(group["$id"]))
-            if mapping.identity is not None:
-                self.client.post(f"{SCHEMAS}/tenant/descriptors", mapping.identity_descriptor(schema["$id"]))
-            if profile_enabled:
-                patch = [{"op": "add", "path": "/meta:immutableTags", "value": ["union"]}]
-                self.client.patch(f"{SCHEMAS}/tenant/schemas/{schema['meta:altId']}", patch)
+        if mapping.identity is not None:
+            self._ensure_identity_descriptor(mapping, schema["$id"])
+        if profile_enabled:
+            self._ensure_union_tag(schema["meta:altId"])
         return schema["$id"]
+
+    def _ensure_identity_descriptor(self, mapping: XdmMapping, schema_id: str) -> None:
+        """Create the schema's primary identity descriptor unless it already has one."""
+        answer = self.client.get(f"{SCHEMAS}/tenant/descriptors", headers={"Accept": XDM_V2_JSON})
+        if not any(
+            item.get("@type") == "xdm:descriptorIdentity"
+            and item.get("xdm:sourceSchema") == schema_id
+            and item.get("xdm:isPrimary")
+            for item in _descriptor_items(answer)
+        ):
+            self.client.post(f"{SCHEMAS}/tenant/descriptors", mapping.identity_descriptor(schema_id))
+            logger.info("Created the identity descriptor of schema %s", schema_id)
+
+    def _ensure_union_tag(self, alt_id: str) -> None:
+        """Enable the schema for Profile (``meta:immutableTags: ["union"]``) unless it already is."""
+        schema = self.client.get(f"{SCHEMAS}/tenant/schemas/{alt_id}", headers={"Accept": f"{XED_JSON}; version=1"})
+        if "union" not in (schema.get("meta:immutableTags") or []):
+            patch = [{"op": "add", "path": "/meta:immutableTags", "value": ["union"]}]
+            self.client.patch(f"{SCHEMAS}/tenant/schemas/{alt_id}", patch)
+            logger.info("Enabled schema %s for Profile", alt_id)
 
     def _find_dataset(self, name: str) -> tuple[str, dict[str, Any]] | None:
         """The Catalog dataset named ``name`` (id and object), if any."""
@@ -367,8 +426,11 @@ class AEPPlatform:
         mapping = mapping_for(spec, self.tenant)
         dataset_id, table = self._dataset(mapping, spec.profile_enabled)
         created = utc_now()
-        batch = self.client.post(f"{IMPORT}/batches", {"datasetId": dataset_id, "inputFormat": {"format": "parquet"}})
-        batch_id = batch["id"]
+        body: dict[str, Any] = {"datasetId": dataset_id, "inputFormat": {"format": "parquet"}}
+        predecessors = self._successful_batches(dataset_id) if replace else []
+        if predecessors:
+            body["replay"] = {"predecessors": predecessors, "reason": "replace"}
+        batch_id = self.client.post(f"{IMPORT}/batches", body)["id"]
         rows = files = 0
         try:
             for index, chunk in enumerate(chunks, start=1):
@@ -378,23 +440,41 @@ class AEPPlatform:
                     _parquet_bytes(to_nested(flat, mapping)),
                 )
                 rows, files = rows + flat.num_rows, index
+            self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "COMPLETE"})
+            status = self._wait_for_batch(batch_id)
+        except BatchFailed:
+            raise  # final already: nothing to abort
+        except PollTimeout as exc:
+            raise PollTimeout(f"{exc}; {self._abort_late(batch_id)}") from None
         except BaseException:
-            self._abort(batch_id)
+            self._abort(batch_id)  # an upload failed (or COMPLETE did): the batch is still loading
             raise
-        self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "COMPLETE"})
-        status = self._wait_for_batch(batch_id)
-        if replace:
-            self._revert_older_batches(dataset_id, batch_id)
+        self._retire(predecessors, batch_id)
         self.run_query(flat_view_sql(mapping, table, self.flatten_paths, self.dialect), f"flat view {spec.name}")
         logger.info("Batch %s: %s rows in %d files into %s (%s)", batch_id, f"{rows:,}", files, spec.name, table)
         return BatchRecord(batch_id, spec.name, status, rows, files, created, utc_now())
 
-    def _abort(self, batch_id: str) -> None:
-        """ABORT a batch whose upload failed (a failure to abort is logged: the upload's error matters more)."""
+    def _abort(self, batch_id: str) -> AEPError | None:
+        """ABORT a batch whose upload failed or that was still not done at the poll timeout; a failure to
+        abort is logged (the original error matters more) and returned."""
         try:
             self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "ABORT"})
         except AEPError as exc:
             logger.warning("Aborting batch %s failed: %s", batch_id, exc)
+            return exc
+        return None
+
+    def _abort_late(self, batch_id: str) -> str:
+        """ABORT a completed batch that was still not done at the poll timeout, and say what became of it.
+        AEP accepts ABORT only before a batch is loaded, so a batch already promoting may be refused and
+        still become visible later; the caller is told so."""
+        refused = self._abort(batch_id)
+        if refused is None:
+            return f"batch {batch_id} was aborted"
+        return (
+            f"batch {batch_id} could not be aborted ({refused}); it may still succeed and become visible: "
+            "REVERT it if it does"
+        )
 
     def _upload(self, url: str, payload: bytes) -> None:
         """Upload one file of a batch: in one PUT up to ``upload_file_bytes``; larger, as AEP's large file
@@ -412,7 +492,8 @@ class AEPPlatform:
         self.client.call("POST", url, params={"action": "COMPLETE"})
 
     def _wait_for_batch(self, batch_id: str) -> str:
-        """Poll the Catalog until the batch is done; a failed batch raises with AEP's errors."""
+        """Poll the Catalog until the batch is done; a failed batch raises :class:`BatchFailed` with AEP's
+        errors, a batch still not done at the poll timeout :class:`~.client.PollTimeout`."""
         _, batch = _first(
             self.client.poll(
                 lambda: self.client.get(f"{CATALOG}/batches/{batch_id}"),
@@ -422,39 +503,51 @@ class AEPPlatform:
         )
         if batch["status"] not in BATCH_OK:
             errors = "; ".join(f"{e.get('code')}: {e.get('description')}" for e in batch.get("errors", []))
-            raise AEPError(f"batch {batch_id} {batch['status']}: {errors or 'no error given'}")
+            raise BatchFailed(f"batch {batch_id} {batch['status']}: {errors or 'no error given'}")
         return batch["status"]
 
-    def _dataset_batches(self, dataset_id: str) -> dict[str, dict[str, Any]]:
-        """Every Catalog batch of a dataset, id-keyed (pages of 100)."""
-        batches: dict[str, dict[str, Any]] = {}
+    def _catalog_list(self, collection: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Every object of a Catalog list (``dataSets``, ``batches``), id-keyed, read in pages of
+        ``CATALOG_PAGE`` with a zero-based ``start`` offset (the Catalog's paging, at most 100 a page)."""
+        items: dict[str, dict[str, Any]] = {}
         while True:
             page = self.client.get(
-                f"{CATALOG}/batches",
-                params={"dataSet": dataset_id, "limit": 100, "start": len(batches), "orderBy": "desc:created"},
+                f"{CATALOG}/{collection}", params={**params, "limit": CATALOG_PAGE, "start": len(items)}
             )
-            known = len(batches)
-            batches.update(page)
-            if len(page) < 100 or len(batches) == known:
-                return batches
+            known = len(items)
+            items.update(page)
+            if len(page) < CATALOG_PAGE or len(items) == known:
+                return items
 
-    def _revert_older_batches(self, dataset_id: str, keep: str) -> None:
-        """REVERT every successful batch of the dataset except ``keep`` (a replacing ingestion)."""
-        for batch_id, batch in self._dataset_batches(dataset_id).items():
-            if batch_id != keep and batch.get("status") in BATCH_OK:
-                self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "REVERT"})
-                logger.info("Reverted batch %s (replaced by %s)", batch_id, keep)
+    def _dataset_batches(self, dataset_id: str) -> dict[str, dict[str, Any]]:
+        """Every Catalog batch of a dataset, id-keyed, newest first."""
+        return self._catalog_list("batches", {"dataSet": dataset_id, "orderBy": "desc:created"})
+
+    def _successful_batches(self, dataset_id: str) -> list[str]:
+        """The ids of the dataset's batches that are visible now (``success``/``active``)."""
+        return [key for key, batch in self._dataset_batches(dataset_id).items() if batch.get("status") in BATCH_OK]
+
+    def _retire(self, predecessors: list[str], successor: str) -> None:
+        """REVERT each replaced batch the platform did not already retire through the successor's replay."""
+        for batch_id in predecessors:
+            _, batch = _first(self.client.get(f"{CATALOG}/batches/{batch_id}"))
+            if batch.get("status") not in BATCH_OK:
+                logger.info("Batch %s was retired by the replay of %s (%s)", batch_id, successor, batch.get("status"))
+                continue
+            self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "REVERT"})
+            logger.info("Reverted batch %s (replaced by %s)", batch_id, successor)
 
     def batches(self, dataset: str | None = None) -> list[BatchRecord]:
         """The Catalog's batches of the backend's datasets, newest first, optionally of one flat dataset."""
-        answer = self.client.get(f"{CATALOG}/dataSets", params={"limit": 100})
-        names = {
-            key: item.get("name", "")[: -len("_xdm")]
-            for key, item in answer.items()
-            if item.get("name", "").endswith("_xdm")
-        }
         if dataset is not None:
-            names = {key: name for key, name in names.items() if name == dataset}
+            found = self._find_dataset(f"{check_name(dataset)}_xdm")
+            names = {found[0]: dataset} if found else {}
+        else:
+            names = {
+                key: item["name"][: -len("_xdm")]
+                for key, item in self._catalog_list("dataSets", {"properties": "name"}).items()
+                if str(item.get("name", "")).endswith("_xdm")
+            }
         records = [
             _batch_record(batch_id, names[dataset_id], batch)
             for dataset_id in names
@@ -475,62 +568,53 @@ class AEPPlatform:
         )
         return fs, credentials["containerName"]
 
-    def _dlz_connection(self) -> str:
-        """A base connection to the Data Landing Zone (it needs no credentials)."""
-        body = {
-            "name": "aep-propensity DLZ",
-            "auth": None,
-            "connectionSpec": {"id": DLZ_CONNECTION_SPEC, "version": "1.0"},
-        }
-        return self.client.post(f"{FLOWS}/connections", body)["id"]
-
     def _wait_for_run(self, flow_id: str, what: str) -> dict[str, Any]:
-        """Poll the flow's runs until its newest run succeeded or failed; a failure raises."""
+        """Poll the flow's runs until its newest run is finished (any status but a pending one); only
+        ``success`` is OK, any other outcome raises with the run's errors."""
 
         def newest() -> dict[str, Any] | None:
             items = self.client.get(f"{FLOWS}/runs", params={"property": f"flowId=={flow_id}"}).get("items", [])
             return max(items, key=lambda run: run.get("createdAt", 0)) if items else None
 
-        run = self.client.poll(
-            newest,
-            lambda run: (
-                run is not None
-                and run.get("metrics", {}).get("statusSummary", {}).get("status") in ("success", "failed")
-            ),
-            what,
-        )
+        run = self.client.poll(newest, _run_finished, what)
         assert run is not None
-        if run["metrics"]["statusSummary"]["status"] != "success":
-            summary = run["metrics"]["statusSummary"]
-            raise AEPError(f"{what}: flow run {run.get('id')} failed: {summary.get('errors') or summary}")
+        status = _run_status(run)
+        if status != "success":
+            raise AEPError(f"{what}: flow run {run.get('id')} ended {status}: {_run_errors(run)}")
         return run
 
     def export(self, table: str, location: str) -> ExportRecord:
-        """Export ``table``'s dataset to the DLZ by an ad-hoc dataset export run; copy its files to ``location``."""
+        """Export ``table``'s dataset to the DLZ by an ad-hoc dataset export run; copy its files to ``location``.
+
+        The connections and the flow made for the run are deleted once it is over, whatever its outcome.
+        """
         check_name(table)
         found = self._find_dataset(table)
         if found is None:
             raise AEPError(f"no dataset for table {table!r}: only datasets (CTAS tables) can be exported")
         dataset_id = found[0]
         folder = f"aep-propensity/{table}"
-        source = self.client.post(
-            f"{FLOWS}/sourceConnections",
-            {
-                "name": f"aep-propensity export {table}",
-                "connectionSpec": {"id": DATASET_SOURCE_SPEC, "version": "1.0"},
-                "params": {"datasets": [dataset_id]},
-            },
-        )["id"]
-        target = self._target_connection(
-            f"aep-propensity export {table}", {"path": folder, "datasetFileType": "PARQUET", "compression": "NONE"}
-        )
-        flow = self._flow(f"aep-propensity export {table}", source, target, [])
-        self.client.post(
-            ADHOC_RUN,
-            {"activationInfo": {"destinations": [{"flowId": flow["id"], "datasets": [{"id": dataset_id}]}]}},
-            headers={"Accept": DATASET_ADHOC_ACCEPT},
-        )
-        run = self._wait_for_run(flow["id"], f"export of {table}")
+        with _FlowObjects(self.client) as objects:
+            source = objects.create(
+                "sourceConnections",
+                {
+                    "name": f"aep-propensity export {table}",
+                    "connectionSpec": {"id": DATASET_SOURCE_SPEC, "version": "1.0"},
+                    "params": {"datasets": [dataset_id]},
+                },
+            )["id"]
+            target = self._target_connection(
+                objects,
+                f"aep-propensity export {table}",
+                {"path": folder, "datasetFileType": "PARQUET", "compression": "NONE"},
+            )
+            flow = self._flow(objects, f"aep-propensity export {table}", source, target, [])
+            self.client.post(
+                ADHOC_RUN,
+                {"activationInfo": {"destinations": [{"flowId": flow["id"], "datasets": [{"id": dataset_id}]}]}},
+                headers={"Accept": DATASET_ADHOC_ACCEPT},
+            )
+            run = self._wait_for_run(flow["id"], f"export of {table}")
         dlz, root = self._dlz_filesystem()
         exports = sorted(dlz.glob(f"{root}/{folder}/{dataset_id}/exportTime=*"))
         if not exports:
@@ -560,17 +644,22 @@ class AEPPlatform:
         logger.info("Exported %s: %s rows in %d files to %s", table, f"{rows:,}", len(parts), final)
         return ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, len(parts), size)
 
-    def _target_connection(self, name: str, params: dict[str, Any]) -> str:
-        """A target connection in the Data Landing Zone with ``params`` (path, file type, compression)."""
+    def _target_connection(self, objects: _FlowObjects, name: str, params: dict[str, Any]) -> str:
+        """A target connection (on a new base connection) in the Data Landing Zone with ``params`` (path,
+        file type, compression); the DLZ needs no credentials."""
+        spec = {"id": DLZ_CONNECTION_SPEC, "version": "1.0"}
+        base = objects.create("connections", {"name": "aep-propensity DLZ", "auth": None, "connectionSpec": spec})
         body = {
             "name": name,
-            "baseConnectionId": self._dlz_connection(),
+            "baseConnectionId": base["id"],
             "params": {"mode": "Server-to-server", **params},
-            "connectionSpec": {"id": DLZ_CONNECTION_SPEC, "version": "1.0"},
+            "connectionSpec": spec,
         }
-        return self.client.post(f"{FLOWS}/targetConnections", body)["id"]
+        return objects.create("targetConnections", body)["id"]
 
-    def _flow(self, name: str, source: str, target: str, transformations: list[dict[str, Any]]) -> dict[str, Any]:
+    def _flow(
+        self, objects: _FlowObjects, name: str, source: str, target: str, transformations: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         """A Data Landing Zone flow from ``source`` to ``target`` (its id and etag)."""
         body: dict[str, Any] = {
             "name": name,
@@ -581,14 +670,40 @@ class AEPPlatform:
         }
         if not transformations:
             body["scheduleParams"] = {"interval": 3, "timeUnit": "hour", "startTime": int(time.time())}
-        return self.client.post(f"{FLOWS}/flows", body)
+        return objects.create("flows", body)
 
     # -- audiences -----------------------------------------------------------------------------
 
     def _definitions(self) -> list[dict[str, Any]]:
-        """Every segment definition of the sandbox."""
-        answer = self.client.get(f"{SEGMENTS}/segment/definitions", params={"limit": 100})
-        return list(answer.get("segments", []))
+        """Every segment definition of the sandbox, read page by page (``start`` offset and ``limit``) until
+        ``page.totalPages`` pages or ``page.totalCount`` definitions are read, or a page brings nothing new."""
+        segments: dict[str, dict[str, Any]] = {}
+        pages = 0
+        while True:
+            answer = self.client.get(
+                f"{SEGMENTS}/segment/definitions", params={"start": len(segments), "limit": SEGMENT_PAGE}
+            )
+            known, pages = len(segments), pages + 1
+            segments.update((str(item["id"]), item) for item in answer.get("segments") or [])
+            page = answer.get("page") or {}
+            more = pages < int(page.get("totalPages") or 0) or bool((answer.get("link") or {}).get("next"))
+            total = page.get("totalCount")
+            if not more or len(segments) == known or (total is not None and len(segments) >= int(total)):
+                return list(segments.values())
+
+    def _segment_jobs(self) -> list[dict[str, Any]]:
+        """Every segment job of the sandbox, newest first, page by page (the next page's ``start`` from
+        ``_page.next`` or ``_links.next.href``)."""
+        jobs: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {"limit": SEGMENT_PAGE, "sort": "creationTime:desc"}
+        while True:
+            answer = self.client.get(f"{SEGMENTS}/segment/jobs", params=params)
+            known = len(jobs)
+            jobs.update((str(job["id"]), job) for job in answer.get("children") or [])
+            start = _next_start(answer)
+            if start is None or len(jobs) == known:
+                return list(jobs.values())
+            params = {**params, "start": start}
 
     def upsert_audience(self, definition: AudienceDefinition, source: ProfileSource) -> AudienceRecord:
         """Create the segment definition (PQL over XDM paths), or update it when its rule or description changed."""
@@ -608,12 +723,21 @@ class AEPPlatform:
                 record = AudienceRecord(record.id, record.name, record.rule, record.version, "updated")
         return record
 
-    def _audience_sources(self) -> dict[str, str]:
-        """The latest recorded profile source (JSON) of each audience id."""
+    def _audience_ledger(self) -> dict[str, tuple[str, str]]:
+        """The project's own audiences, as its audience dataset records them: id -> (name, latest profile
+        source as JSON)."""
         if not self.exists(AUDIENCES.name):
             return {}
-        frame = self.query(f"SELECT id, source FROM {identifier(AUDIENCES.name)} ORDER BY updated")
-        return dict(zip(frame["id"], frame["source"], strict=True))
+        frame = self.query(f"SELECT id, name, source FROM {identifier(AUDIENCES.name)} ORDER BY updated")
+        return {ident: (name, source) for ident, name, source in zip(*frame.to_dict("list").values(), strict=True)}
+
+    def _audience_sources(self) -> dict[str, str]:
+        """The latest recorded profile source (JSON) of each of the project's audience ids."""
+        return {ident: source for ident, (_, source) in self._audience_ledger().items()}
+
+    def _own_audiences(self) -> dict[str, str]:
+        """The project's own segment definitions: id -> name."""
+        return {ident: name for ident, (name, _) in self._audience_ledger().items()}
 
     def _upsert_definition(self, definition: AudienceDefinition, existing: dict[str, Any] | None) -> AudienceRecord:
         """Create the segment definition, or update its expression and description when they changed."""
@@ -653,8 +777,12 @@ class AEPPlatform:
             lambda answer: answer.get("status") in JOB_DONE,
             f"segment job {job['id']}",
         )
-        names = {s["id"]: s.get("name", s["id"]) for s in self._definitions()}
-        record = _job_record(done, names)
+        name = self._own_audiences().get(audience_id)
+        if name is None:
+            name = self.client.get(f"{SEGMENTS}/segment/definitions/{audience_id}").get("name", audience_id)
+        record = _job_record(done, {audience_id: name})
+        if record is None:
+            raise AEPError(f"segment job {job['id']} does not evaluate audience {audience_id}")
         if record.status != "SUCCEEDED":
             raise AEPError(
                 f"segment job {record.id} for audience {record.audience_name!r} {record.status}: {record.error}"
@@ -663,12 +791,12 @@ class AEPPlatform:
         return record
 
     def audience_jobs(self, latest_only: bool = True) -> list[AudienceJob]:
-        """The segment jobs, newest first; by default only each audience's latest successful one."""
-        answer = self.client.get(f"{SEGMENTS}/segment/jobs", params={"limit": 100, "sort": "creationTime:desc"})
-        names = {s["id"]: s.get("name", s["id"]) for s in self._definitions()}
-        jobs = sorted(
-            (_job_record(job, names) for job in answer.get("children", [])), key=lambda j: j.started, reverse=True
-        )
+        """The segment jobs of the project's own audiences, newest first; by default only each audience's
+        latest successful one (a sandbox also lists scheduled jobs over every segment: those of other
+        segments are left out)."""
+        names = self._own_audiences()
+        records = [record for record in (_job_record(job, names) for job in self._segment_jobs()) if record]
+        jobs = sorted(records, key=lambda j: j.started, reverse=True)
         if not latest_only:
             return jobs
         latest: dict[str, AudienceJob] = {}
@@ -704,10 +832,12 @@ class AEPPlatform:
             )
         columns = [check_name(name, "attribute") for name in attributes]
         sent = {d.job_id for d in self.deliveries(destination.name) if d.status == "success"}
-        names = {s["id"]: s.get("name", s["id"]) for s in self._definitions()}
+        names = self._own_audiences()
         deliveries = []
         for job_id in job_ids:
             job = _job_record(self.client.get(f"{SEGMENTS}/segment/jobs/{job_id}"), names)
+            if job is None:
+                raise PlatformError(f"segment job {job_id} evaluated none of this project's audiences")
             if job.status != "SUCCEEDED":
                 raise PlatformError(f"audience job {job_id} did not succeed ({job.status})")
             if job_id in sent and not force:
@@ -721,83 +851,40 @@ class AEPPlatform:
     def _deliver(
         self, job: AudienceJob, destination: FileDestination, attributes: list[str], paths: list[str]
     ) -> Delivery:
-        """One destination flow run for the job's audience, its CSV handed to the destination, recorded."""
+        """One destination flow run for the job's audience (the flow and its connections deleted once the run
+        is over), its CSV handed to the destination, recorded. The CSV's columns are found by their header:
+        the identity path, then each attribute's XDM path."""
         started, delivery_id = utc_now(), uuid.uuid4().hex
         folder = f"aep-propensity/activation/{destination.name}/{delivery_id}"
-        source = self.client.post(
-            f"{FLOWS}/sourceConnections",
-            {
-                "name": "aep-propensity profile store",
-                "connectionSpec": {"id": PROFILE_STORE_SPEC, "version": "1.0"},
-                "data": {"format": "CSV", "schema": None},
-                "params": {},
-            },
-        )["id"]
-        target = self._target_connection(
-            f"aep-propensity {destination.name}", {"path": folder, "fileType": "csv", "compression": "NONE"}
-        )
-        selectors = {"segmentSelectors": {"selectors": []}, "profileSelectors": {"selectors": []}}
-        flow = self._flow(
-            f"aep-propensity activation {destination.name}",
-            source,
-            target,
-            [{"name": "GeneralTransform", "params": selectors}],
-        )
-        patch = [
-            {
-                "op": "add",
-                "path": "/transformations/0/params/segmentSelectors/selectors/-",
-                "value": {
-                    "type": "PLATFORM_SEGMENT",
-                    "value": {
-                        "id": job.audience_id,
-                        "name": job.audience_name,
-                        "filenameTemplate": "%DESTINATION_NAME%_%SEGMENT_ID%_%DATETIME(YYYYMMdd_HHmmss)%",
-                        "exportMode": "DAILY_FULL_EXPORT",
-                        "schedule": {
-                            "frequency": "ONCE",
-                            "triggerType": "SCHEDULED",
-                            "startDate": started.date().isoformat(),
-                        },
-                    },
-                },
-            },
-            *(
-                {
-                    "op": "add",
-                    "path": "/transformations/0/params/profileSelectors/selectors/-",
-                    "value": {"type": "JSON_PATH", "value": {"path": path}},
-                }
-                for path in paths
-            ),
-        ]
-        self.client.patch(f"{FLOWS}/flows/{flow['id']}", patch, headers={"If-Match": flow["etag"]})
-        self.client.post(
-            ADHOC_RUN, {"activationInfo": {flow["id"]: [job.audience_id]}}, headers={"Accept": AUDIENCE_ADHOC_ACCEPT}
-        )
+        columns, selected = ["ecid", *attributes], [identity_path(self.tenant), *paths]
         try:
-            self._wait_for_run(flow["id"], f"activation of {job.audience_name}")
-            result = destination.deliver(
-                job.audience_name, job.audience_id, job.id, self._delivered_rows(folder, ["ecid", *attributes])
-            )
-        except Exception as exc:
-            self._record(
-                Delivery(
-                    delivery_id,
-                    job.id,
-                    job.audience_name,
-                    destination.name,
-                    "failed",
-                    0,
-                    0,
-                    0,
-                    0,
-                    started,
-                    utc_now(),
-                    None,
-                    str(exc)[:2000],
+            with _FlowObjects(self.client) as objects:
+                flow_id = self._activation_flow(objects, job, destination.name, folder, selected, started)
+                self.client.post(
+                    ADHOC_RUN,
+                    {"activationInfo": {flow_id: [job.audience_id]}},
+                    headers={"Accept": AUDIENCE_ADHOC_ACCEPT},
                 )
+                self._wait_for_run(flow_id, f"activation of {job.audience_name}")
+            rows = self._delivered_rows(folder, columns, selected)
+            result = destination.deliver(job.audience_name, job.audience_id, job.id, rows)
+        except Exception as exc:
+            failed = Delivery(
+                delivery_id,
+                job.id,
+                job.audience_name,
+                destination.name,
+                "failed",
+                0,
+                0,
+                0,
+                0,
+                started,
+                utc_now(),
+                None,
+                str(exc)[:2000],
             )
+            self._record(failed)
             raise
         delivery = Delivery(
             delivery_id,
@@ -819,13 +906,44 @@ class AEPPlatform:
         )
         return delivery
 
-    def _delivered_rows(self, folder: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
-        """The rows of the CSV files the flow run wrote under ``folder``, with the flat column names."""
+    def _activation_flow(
+        self, objects: _FlowObjects, job: AudienceJob, destination: str, folder: str, paths: list[str], day: datetime
+    ) -> str:
+        """A DLZ destination flow from the profile store, mapping the job's audience and selecting ``paths``
+        (the identity first) as CSV columns under ``folder``; its id."""
+        source = objects.create(
+            "sourceConnections",
+            {
+                "name": "aep-propensity profile store",
+                "connectionSpec": {"id": PROFILE_STORE_SPEC, "version": "1.0"},
+                "data": {"format": "CSV", "schema": None},
+                "params": {},
+            },
+        )["id"]
+        target = self._target_connection(
+            objects, f"aep-propensity {destination}", {"path": folder, "fileType": "csv", "compression": "NONE"}
+        )
+        selectors = {"segmentSelectors": {"selectors": []}, "profileSelectors": {"selectors": []}}
+        flow = self._flow(
+            objects,
+            f"aep-propensity activation {destination}",
+            source,
+            target,
+            [{"name": "GeneralTransform", "params": selectors}],
+        )
+        self.client.patch(
+            f"{FLOWS}/flows/{flow['id']}", _selectors_patch(job, paths, day), headers={"If-Match": flow["etag"]}
+        )
+        return str(flow["id"])
+
+    def _delivered_rows(self, folder: str, columns: list[str], paths: list[str]) -> Iterator[pa.RecordBatch]:
+        """The rows of the CSV files the flow run wrote under ``folder``: the column headed by each XDM path
+        of ``paths``, named by the matching flat name of ``columns``."""
         dlz, root = self._dlz_filesystem()
         for path in sorted(dlz.glob(f"{root}/{folder}/*.csv")):
             with dlz.open(path, "rb") as handle:
                 table = pacsv.read_csv(handle, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-            yield from table.rename_columns(columns).to_batches()
+            yield from _by_header(table, columns, paths, path.rsplit("/", 1)[-1]).to_batches()
 
     def _record(self, delivery: Delivery) -> None:
         """Append one delivery to the backend's delivery ledger dataset."""
@@ -842,6 +960,136 @@ class AEPPlatform:
         return [
             Delivery(**{k: (None if pd.isna(v) else v) for k, v in row.items()}) for row in frame.to_dict("records")
         ]
+
+
+class _FlowObjects:
+    """The Flow Service objects (connections, flows) one export or activation creates. Leaving the ``with``
+    block, whatever happened in it, deletes them, newest first (the flow before its connections), so no
+    scheduled flow keeps re-running on AEP; a failed DELETE is logged, not raised."""
+
+    def __init__(self, client: AEPClient) -> None:
+        self.client = client
+        self.created: list[tuple[str, str]] = []
+
+    def create(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a ``sourceConnections``/``connections``/``targetConnections``/``flows`` object; its answer."""
+        answer = self.client.post(f"{FLOWS}/{collection}", body)
+        self.created.append((collection, str(answer["id"])))
+        return answer
+
+    def delete_all(self) -> None:
+        """DELETE every created object, newest first (best effort: failures are logged)."""
+        while self.created:
+            collection, ident = self.created.pop()
+            try:
+                self.client.delete(f"{FLOWS}/{collection}/{ident}")
+            except AEPError as exc:
+                logger.warning("Could not delete %s %s (delete it on the platform): %s", collection, ident, exc)
+
+    def __enter__(self) -> _FlowObjects:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.delete_all()
+
+
+def _selectors_patch(job: AudienceJob, paths: list[str], day: datetime) -> list[dict[str, Any]]:
+    """The JSON Patch mapping the job's audience to a destination flow (a one-off full export on ``day``)
+    and selecting the profile ``paths``."""
+    segment = {
+        "type": "PLATFORM_SEGMENT",
+        "value": {
+            "id": job.audience_id,
+            "name": job.audience_name,
+            "filenameTemplate": "%DESTINATION_NAME%_%SEGMENT_ID%_%DATETIME(YYYYMMdd_HHmmss)%",
+            "exportMode": "DAILY_FULL_EXPORT",
+            "schedule": {"frequency": "ONCE", "triggerType": "SCHEDULED", "startDate": day.date().isoformat()},
+        },
+    }
+    return [
+        {"op": "add", "path": "/transformations/0/params/segmentSelectors/selectors/-", "value": segment},
+        *(
+            {
+                "op": "add",
+                "path": "/transformations/0/params/profileSelectors/selectors/-",
+                "value": {"type": "JSON_PATH", "value": {"path": path}},
+            }
+            for path in paths
+        ),
+    ]
+
+
+def _by_header(table: pa.Table, columns: list[str], paths: list[str], file: str) -> pa.Table:
+    """An activated file's columns picked by their header (each XDM path of ``paths``, the first column of
+    that name) and named by ``columns``; a missing one is an :class:`AEPError` naming it."""
+    header = table.column_names
+    missing = [f"{path} ({column})" for column, path in zip(columns, paths, strict=True) if path not in header]
+    if missing:
+        raise AEPError(f"activation file {file} has no column {', '.join(missing)}; its header is {header}")
+    return pa.Table.from_arrays([table.column(header.index(path)) for path in paths], names=columns)
+
+
+def _run_status(run: dict[str, Any] | None) -> str | None:
+    """A flow run's ``metrics.statusSummary.status``, if it has one yet."""
+    return (((run or {}).get("metrics") or {}).get("statusSummary") or {}).get("status")
+
+
+def _run_finished(run: dict[str, Any] | None) -> bool:
+    """Whether a flow run is over: it has a status and that status is not a pending one."""
+    status = _run_status(run)
+    return bool(status) and str(status).lower() not in RUN_PENDING
+
+
+def _run_errors(run: dict[str, Any]) -> str:
+    """A flow run's errors (its status summary's and its activities'), as ``code: message`` text."""
+    summaries = [(run.get("metrics") or {}).get("statusSummary") or {}]
+    summaries += [activity.get("statusSummary") or {} for activity in run.get("activities") or []]
+    errors = [error for summary in summaries for error in summary.get("errors") or []]
+    texts = [
+        ": ".join(str(part) for part in (error.get("code"), error.get("message")) if part)
+        if isinstance(error, dict)
+        else str(error)
+        for error in errors
+    ]
+    return "; ".join(text for text in texts if text) or "no error given"
+
+
+def _next_start(answer: dict[str, Any]) -> str | None:
+    """The ``start`` of a Segmentation list's next page: ``_page.next``, or that of ``_links.next.href``."""
+    following = (answer.get("_page") or {}).get("next")
+    if following not in (None, ""):
+        return str(following)
+    href = ((answer.get("_links") or {}).get("next") or {}).get("href")
+    values = parse_qs(urlsplit(href).query).get("start") if href else None
+    return values[0] if values else None
+
+
+def _descriptor_items(answer: Any) -> list[dict[str, Any]]:
+    """The descriptors of a ``GET /tenant/descriptors`` answer: ``{"results": [...]}`` or, in the older
+    shape, lists keyed by descriptor type."""
+    if isinstance(answer, dict) and isinstance(answer.get("results"), list):
+        return [item for item in answer["results"] if isinstance(item, dict)]
+    if isinstance(answer, dict):
+        return [
+            item for items in answer.values() if isinstance(items, list) for item in items if isinstance(item, dict)
+        ]
+    return []
+
+
+def _query_error(exc: psycopg2.Error) -> AEPError:
+    """An :class:`AEPError` with the Query Service's SQLSTATE and message (never the SQL or a credential)."""
+    diag = getattr(exc, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(exc) or type(exc).__name__).strip()
+    code = getattr(exc, "pgcode", None)
+    return AEPError(f"Query Service error{f' {code}' if code else ''}: {message}", code=code)
+
+
+def _execute(cursor: Any, sql: str) -> None:
+    """Execute one interactive statement; an SQL error becomes an :class:`AEPError`."""
+    try:
+        cursor.execute(sql)
+    except psycopg2.Error as exc:
+        raise _query_error(exc) from None
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -867,15 +1115,21 @@ def _batch_record(batch_id: str, dataset: str, batch: dict[str, Any]) -> BatchRe
     )
 
 
-def _job_record(job: dict[str, Any], names: dict[str, str]) -> AudienceJob:
-    """A port :class:`AudienceJob` from a segment job (its first segment)."""
-    segment_id = job["segments"][0]["segmentId"]
+def _job_record(job: dict[str, Any], names: dict[str, str]) -> AudienceJob | None:
+    """A port :class:`AudienceJob` from a segment job, for the first of its segments that is one of
+    ``names`` (id -> name: the audiences of interest); None when it evaluates none of them."""
+    segment_id = next(
+        (str(item.get("segmentId")) for item in job.get("segments") or [] if str(item.get("segmentId")) in names),
+        None,
+    )
+    if segment_id is None:
+        return None
     counter = job.get("metrics", {}).get("segmentedProfileCounter", {})
     errors = job.get("errors") or None
     return AudienceJob(
         str(job["id"]),
         segment_id,
-        names.get(segment_id, segment_id),
+        names[segment_id],
         job.get("status", ""),
         int(counter.get(segment_id, 0)),
         _from_ms(job.get("creationTime")) or utc_now(),

@@ -1,7 +1,10 @@
 """The HTTP client of the ``aep`` backend: one session, the IMS token, AEP's headers, retries, errors, polling.
 
 - One :class:`requests.Session` whose adapter retries 429, 500, 502, 503 and 504 on every method
-  (urllib3 ``Retry``, honouring ``Retry-After``), with a timeout on every call.
+  (urllib3 ``Retry``, honouring ``Retry-After`` up to ``max_retry_after_seconds``) and failed
+  connections, with a timeout on every call. A read timeout is never retried: the server may have
+  acted on the request (a POST that creates a batch, a flow, a segment job), so repeating it blindly
+  could create a second one; the caller sees the timeout as an :class:`AEPError` instead.
 - The OAuth server-to-server token (``POST {ims_url}/ims/token/v3``, form body) is cached and
   renewed before it expires, and once more when a call answers 401 with AEP's ``401013``.
 - Every Platform call carries ``Authorization``, ``x-api-key``, ``x-gw-ims-org-id`` and
@@ -29,6 +32,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+MAX_RETRY_AFTER_SECONDS = 120.0
 DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
 
 
@@ -39,6 +43,10 @@ class AEPError(PlatformError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class PollTimeout(AEPError):
+    """Polling gave up: the operation was still not finished after the poll timeout."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,40 @@ class Credentials:
         if isinstance(scopes, list | tuple):
             scopes = ",".join(scopes)
         return cls(str(config["client_id"]), str(config["client_secret"]), str(config["org_id"]), str(scopes))
+
+
+class CappedRetry(Retry):
+    """urllib3's ``Retry`` whose ``Retry-After`` sleeps are capped at ``max_retry_after_seconds``."""
+
+    max_retry_after_seconds: float = MAX_RETRY_AFTER_SECONDS
+
+    def get_retry_after(self, response: Any) -> float | None:
+        """The server's ``Retry-After`` in seconds, at most ``max_retry_after_seconds``."""
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, self.max_retry_after_seconds)
+
+    def new(self, **kw: Any) -> CappedRetry:
+        """The next retry state (urllib3 makes one per attempt), keeping the cap."""
+        retry = super().new(**kw)
+        retry.max_retry_after_seconds = self.max_retry_after_seconds
+        return retry
+
+
+def capped_retry(retries: int, backoff_factor: float, max_retry_after_seconds: float) -> CappedRetry:
+    """The session's retry policy: connection failures and 429/5xx answers (every method), never read timeouts."""
+    retry = CappedRetry(
+        total=retries,
+        connect=retries,
+        read=0,  # a read timeout is ambiguous: the server may have created what a POST asked for
+        status=retries,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,  # every method: AEP's POSTs fail transiently too (aepp does the same)
+        backoff_factor=backoff_factor,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    retry.max_retry_after_seconds = max_retry_after_seconds
+    return retry
 
 
 def error_from_response(response: requests.Response, what: str) -> AEPError:
@@ -103,6 +145,7 @@ class AEPClient:
         backoff_factor: float = 0.5,
         poll_interval_seconds: float = 5.0,
         poll_timeout_seconds: float = 3600.0,
+        max_retry_after_seconds: float = MAX_RETRY_AFTER_SECONDS,
     ) -> None:
         self.credentials = credentials
         self.sandbox = sandbox
@@ -112,15 +155,7 @@ class AEPClient:
         self.poll_interval_seconds = poll_interval_seconds
         self.poll_timeout_seconds = poll_timeout_seconds
         self.session = requests.Session()
-        retry = Retry(
-            total=retries,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=None,  # every method: AEP's POSTs fail transiently too (aepp does the same)
-            backoff_factor=backoff_factor,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = HTTPAdapter(max_retries=capped_retry(retries, backoff_factor, max_retry_after_seconds))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._token: str | None = None
@@ -235,10 +270,14 @@ class AEPClient:
         """PATCH a JSON body and parse the JSON answer (None when the answer is empty)."""
         return _json_or_none(self.call("PATCH", path, json=body, **kwargs))
 
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        """DELETE and parse the JSON answer (None when the answer is empty, as a 204 is)."""
+        return _json_or_none(self.call("DELETE", path, **kwargs))
+
     # -- polling -----------------------------------------------------------------------------
 
     def poll(self, fetch: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float | None = None) -> T:
-        """Call ``fetch`` every poll interval until ``done`` holds for its answer; raise after the timeout."""
+        """Call ``fetch`` every poll interval until ``done`` holds for its answer; :class:`PollTimeout` after it."""
         limit = self.poll_timeout_seconds if timeout is None else timeout
         deadline = time.monotonic() + limit
         while True:
@@ -246,7 +285,7 @@ class AEPClient:
             if done(answer):
                 return answer
             if time.monotonic() >= deadline:
-                raise AEPError(f"{what}: not finished after {limit:g} s")
+                raise PollTimeout(f"{what}: not finished after {limit:g} s")
             time.sleep(self.poll_interval_seconds)
 
 
