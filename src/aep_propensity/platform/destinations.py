@@ -22,6 +22,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .port import AudienceJob, Delivery, utc_now
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,6 +36,23 @@ class DeliveryResult:
     requests: int = 0
     bytes: int = 0
     location: str | None = None
+
+    def delivery(self, delivery_id: str, job: AudienceJob, destination: str, started: datetime) -> Delivery:
+        """The ledger's record of this successful delivery of ``job`` to ``destination``, completed now."""
+        return Delivery(
+            delivery_id,
+            job.id,
+            job.audience_name,
+            destination,
+            "success",
+            self.members,
+            self.files,
+            self.requests,
+            self.bytes,
+            started,
+            utc_now(),
+            self.location,
+        )
 
 
 class Destination(Protocol):

@@ -263,37 +263,24 @@ class LocalAudiences:
                     conn, "ledger_deliveries", delivery_id, status="failed", completed=utc_now(), error=str(exc)[:2000]
                 )
             raise
-        completed = utc_now()
+        delivery = result.delivery(delivery_id, job, destination.name, started)
         with self.engine.connect() as conn:
             self._update_ledger(
                 conn,
                 "ledger_deliveries",
                 delivery_id,
-                status="success",
-                members=result.members,
-                files=result.files,
-                requests=result.requests,
-                bytes=result.bytes,
-                completed=completed,
-                location=result.location,
+                status=delivery.status,
+                members=delivery.members,
+                files=delivery.files,
+                requests=delivery.requests,
+                bytes=delivery.bytes,
+                completed=delivery.completed,
+                location=delivery.location,
             )
         logger.info(
             "Delivered audience %s to %s: %s members", job.audience_name, destination.name, f"{result.members:,}"
         )
-        return Delivery(
-            delivery_id,
-            job.id,
-            job.audience_name,
-            destination.name,
-            "success",
-            result.members,
-            result.files,
-            result.requests,
-            result.bytes,
-            started,
-            completed,
-            result.location,
-        )
+        return delivery
 
     def deliveries(self, destination: str | None = None) -> list[Delivery]:
         """The ledger's deliveries, newest first, optionally to one destination."""

@@ -886,20 +886,7 @@ class AEPPlatform:
             )
             self._record(failed)
             raise
-        delivery = Delivery(
-            delivery_id,
-            job.id,
-            job.audience_name,
-            destination.name,
-            "success",
-            result.members,
-            result.files,
-            result.requests,
-            result.bytes,
-            started,
-            utc_now(),
-            result.location,
-        )
+        delivery = result.delivery(delivery_id, job, destination.name, started)
         self._record(delivery)
         logger.info(
             "Delivered audience %s to %s: %s members", job.audience_name, destination.name, f"{result.members:,}"
