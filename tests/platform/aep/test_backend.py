@@ -13,7 +13,7 @@ import yaml
 
 from aep_propensity.platform import make_platform
 from aep_propensity.platform.aep import AEPError, AEPPlatform
-from aep_propensity.platform.aep.backend import CATALOG, FLOWS
+from aep_propensity.platform.aep.contract import CATALOG, FLOWS
 from aep_propensity.platform.destinations import FileDestination
 from aep_propensity.platform.local_audiences import ProfileSource
 from aep_propensity.platform.port import AudienceDefinition, PlatformError

@@ -8,8 +8,9 @@ import pytest
 from urllib3 import HTTPResponse
 
 from aep_propensity.platform.aep import AEPError
-from aep_propensity.platform.aep.backend import _by_header, _job_record, _next_start, _run_errors, _run_finished
+from aep_propensity.platform.aep.audiences import _by_header, _job_record, _next_start
 from aep_propensity.platform.aep.client import capped_retry
+from aep_propensity.platform.aep.flows import _run_errors, _run_finished
 
 
 def run(status: str | None, **summary: object) -> dict:

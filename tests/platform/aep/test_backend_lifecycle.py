@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from aep_propensity.platform import make_platform
-from aep_propensity.platform.aep import AEPClient, AEPError, AEPPlatform, Credentials, backend
-from aep_propensity.platform.aep.backend import CATALOG, FLOWS, SCHEMAS, SEGMENTS, XED_JSON
+from aep_propensity.platform.aep import AEPClient, AEPError, AEPPlatform, Credentials, audiences, backend
 from aep_propensity.platform.aep.client import PollTimeout
+from aep_propensity.platform.aep.contract import BATCH_DONE, CATALOG, FLOWS, JOB_DONE, SCHEMAS, SEGMENTS, XED_JSON
 from aep_propensity.platform.destinations import FileDestination
 from aep_propensity.platform.local_audiences import ProfileSource
 from aep_propensity.platform.port import AudienceDefinition, PlatformError
@@ -60,7 +60,7 @@ def finished_job(aep: AEPPlatform, segment_ids: list[str]) -> str:
     job = aep.client.post(f"{SEGMENTS}/segment/jobs", [{"segmentId": ident} for ident in segment_ids])
     aep.client.poll(
         lambda: aep.client.get(f"{SEGMENTS}/segment/jobs/{job['id']}"),
-        lambda answer: answer.get("status") in backend.JOB_DONE,
+        lambda answer: answer.get("status") in JOB_DONE,
         "segment job",
     )
     return str(job["id"])
@@ -98,7 +98,7 @@ def test_only_jobs_of_the_projects_own_audiences_count(aep: AEPPlatform) -> None
 
 def test_segment_definitions_and_jobs_are_read_page_by_page(aep: AEPPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
     """Needs the emulator's paging of GET /segment/definitions (start, limit, page) and /segment/jobs (_page)."""
-    monkeypatch.setattr(backend, "SEGMENT_PAGE", 1)
+    monkeypatch.setattr(audiences, "SEGMENT_PAGE", 1)
     scored_profiles(aep)
     foreign_definition(aep, "first of the sandbox")  # the project's definition is on the second page
     definition = AudienceDefinition("likely", RULE, "high scores")
@@ -172,7 +172,7 @@ def test_a_batch_still_staging_at_the_poll_timeout_is_aborted_or_named(
     assert f"batch {late} could not be aborted" in message and "REVERT it if it does" in message
     aep.client.poll(
         lambda: dict(aep.client.get(f"{CATALOG}/batches/{late}")),
-        lambda answer: answer[late]["status"] in backend.BATCH_DONE,
+        lambda answer: answer[late]["status"] in BATCH_DONE,
         "late batch",
     )
     aep.client.call("POST", f"/data/foundation/import/batches/{late}", params={"action": "REVERT"})  # as told

@@ -48,12 +48,17 @@ How each port operation is done on AEP (aep-api.md names the calls):
   stays, and ``enriched_profiles`` resolves the latest run per profile. That (the run column with
   latest resolution, as in the local backend) is what keeps one run's scores from duplicating
   another's; a failed run's batch is aborted or failed, so it is never visible.
+
+Where each part lives: this module holds :class:`AEPPlatform` (Query Service, CTAS and views, Schema
+Registry and Catalog, ingestion, export); audiences, activation and the two small datasets are its
+:class:`~.audiences.AEPAudiences` mixin; the Flow Service helpers export and activation share (flow
+objects deleted after a run, the Data Landing Zone, run polling) are in :mod:`.flows`; AEP's paths, spec
+ids, media types and statuses are in :mod:`.contract`.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import shutil
 import tempfile
@@ -61,98 +66,52 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import fsspec
 import pandas as pd
 import psycopg2
 import psycopg2.errors
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..destinations import Destination, FileDestination
 from ..local import conform_chunk
-from ..local_audiences import ProfileSource
 from ..port import (
     INTERACTIVE_ROW_LIMIT,
-    AudienceDefinition,
-    AudienceJob,
-    AudienceRecord,
     BatchRecord,
-    Column,
     DatasetSpec,
-    Delivery,
     ExportRecord,
     PlatformError,
     TableHandle,
     check_name,
     utc_now,
 )
-from ..pql import compile_pql
-from ..sql import identifier, literal, transpile
-from ..xdm import XdmMapping, check_tenant, flat_view_sql, identity_path, mapping_for, to_nested
+from ..sql import identifier, transpile
+from ..xdm import XdmMapping, check_tenant, flat_view_sql, mapping_for, to_nested
+from .audiences import AEPAudiences
 from .client import AEPClient, AEPError, PollTimeout
+from .contract import (
+    ADHOC_RUN,
+    BATCH_DONE,
+    BATCH_OK,
+    CATALOG,
+    CATALOG_PAGE,
+    DATASET_ADHOC_ACCEPT,
+    DATASET_SOURCE_SPEC,
+    IMPORT,
+    QUERY,
+    QUERY_DONE,
+    SCHEMAS,
+    XDM_V2_JSON,
+    XED_ID_JSON,
+    XED_JSON,
+    from_ms,
+)
+from .flows import _dlz_filesystem, _flow, _FlowObjects, _target_connection, _wait_for_run
 
 logger = logging.getLogger(__name__)
 
-SCHEMAS = "/data/foundation/schemaregistry"
-CATALOG = "/data/foundation/catalog"
-IMPORT = "/data/foundation/import"
-QUERY = "/data/foundation/query"
-FLOWS = "/data/foundation/flowservice"
-SEGMENTS = "/data/core/ups"
-ADHOC_RUN = "/data/core/activation/disflowprovider/adhocrun"
-DLZ_CREDENTIALS = "/data/foundation/connectors/landingzone/credentials"
 COPY_BUFFER_BYTES = 16 * 1024 * 1024
-CATALOG_PAGE = 100  # the Catalog's largest page
-SEGMENT_PAGE = 100
-
-XED_JSON = "application/vnd.adobe.xed+json"
-XED_ID_JSON = "application/vnd.adobe.xed-id+json"
-XDM_V2_JSON = "application/vnd.adobe.xdm-v2+json"
-DLZ_CONNECTION_SPEC = "10440537-2a7b-4583-ac39-ed38d4b848e8"
-DLZ_FLOW_SPEC = "cd2fc47e-e838-4f38-a581-8fff2f99b63a"
-DATASET_SOURCE_SPEC = "23598e46-f560-407b-88d5-ea6207e49db0"
-PROFILE_STORE_SPEC = "8a9c3494-9708-43d7-ae3f-cda01e5030e1"
-DATASET_ADHOC_ACCEPT = "application/vnd.adobe.adhoc.dataset.activation+json; version=1"
-AUDIENCE_ADHOC_ACCEPT = "application/vnd.adobe.adhoc.activation+json; version=2"
-
-BATCH_DONE = {"success", "active", "failed", "failure", "aborted", "abandoned", "inactive", "deleted"}
-BATCH_OK = {"success", "active"}
-QUERY_DONE = {"SUCCESS", "FAILED", "KILLED", "TIMEOUT"}
-JOB_DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
-#: Flow run statuses (lower-cased) of a run that is not over yet; any other status is final.
-RUN_PENDING = {"inprogress", "in_progress", "pending", "queued", "scheduled", "started", "processing", "running"}
-
-AUDIENCES = DatasetSpec(
-    "aep_propensity_audiences",
-    (Column("id", "string"), Column("name", "string"), Column("source", "string"), Column("updated", "timestamp")),
-)
-DELIVERIES = DatasetSpec(
-    "aep_propensity_deliveries",
-    tuple(
-        Column(name, kind)  # type: ignore[arg-type]
-        for name, kind in [
-            ("id", "string"),
-            ("job_id", "string"),
-            ("audience_name", "string"),
-            ("destination", "string"),
-            ("status", "string"),
-            ("members", "int64"),
-            ("files", "int64"),
-            ("requests", "int64"),
-            ("bytes", "int64"),
-            ("started", "timestamp"),
-            ("completed", "timestamp"),
-            ("location", "string"),
-            ("error", "string"),
-        ]
-    ),
-)
 
 
 class BatchFailed(AEPError):
@@ -167,19 +126,12 @@ def _first(items: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return key, items[key]
 
 
-def _from_ms(value: Any) -> datetime | None:
-    """A naive UTC datetime from AEP's epoch milliseconds (None stays None)."""
-    if value in (None, 0):
-        return None
-    return datetime.fromtimestamp(float(value) / 1000, UTC).replace(tzinfo=None)
-
-
 def export_stamp() -> str:
     """This second as the port's ``exportTime`` (``YYYYmmddHHMMSS``)."""
     return utc_now().strftime("%Y%m%d%H%M%S")
 
 
-class AEPPlatform:
+class AEPPlatform(AEPAudiences):
     """The Platform port on AEP (or the local AEP emulator) through :class:`AEPClient`."""
 
     def __init__(
@@ -557,32 +509,6 @@ class AEPPlatform:
 
     # -- export --------------------------------------------------------------------------------
 
-    def _dlz_filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        """The Data Landing Zone destination container as a filesystem and its root folder."""
-        credentials = self.client.get(DLZ_CREDENTIALS, params={"type": "dlz_destination"})
-        uri = credentials["SASUri"]
-        if uri.startswith("file://"):  # the emulator: a folder instead of an Azure SAS URI
-            return fsspec.core.url_to_fs(uri)
-        fs = fsspec.filesystem(
-            "abfs", account_name=credentials["storageAccountName"], sas_token=credentials["SASToken"]
-        )
-        return fs, credentials["containerName"]
-
-    def _wait_for_run(self, flow_id: str, what: str) -> dict[str, Any]:
-        """Poll the flow's runs until its newest run is finished (any status but a pending one); only
-        ``success`` is OK, any other outcome raises with the run's errors."""
-
-        def newest() -> dict[str, Any] | None:
-            items = self.client.get(f"{FLOWS}/runs", params={"property": f"flowId=={flow_id}"}).get("items", [])
-            return max(items, key=lambda run: run.get("createdAt", 0)) if items else None
-
-        run = self.client.poll(newest, _run_finished, what)
-        assert run is not None
-        status = _run_status(run)
-        if status != "success":
-            raise AEPError(f"{what}: flow run {run.get('id')} ended {status}: {_run_errors(run)}")
-        return run
-
     def export(self, table: str, location: str) -> ExportRecord:
         """Export ``table``'s dataset to the DLZ by an ad-hoc dataset export run; copy its files to ``location``.
 
@@ -603,19 +529,19 @@ class AEPPlatform:
                     "params": {"datasets": [dataset_id]},
                 },
             )["id"]
-            target = self._target_connection(
+            target = _target_connection(
                 objects,
                 f"aep-propensity export {table}",
                 {"path": folder, "datasetFileType": "PARQUET", "compression": "NONE"},
             )
-            flow = self._flow(objects, f"aep-propensity export {table}", source, target, [])
+            flow = _flow(objects, f"aep-propensity export {table}", source, target, [])
             self.client.post(
                 ADHOC_RUN,
                 {"activationInfo": {"destinations": [{"flowId": flow["id"], "datasets": [{"id": dataset_id}]}]}},
                 headers={"Accept": DATASET_ADHOC_ACCEPT},
             )
-            run = self._wait_for_run(flow["id"], f"export of {table}")
-        dlz, root = self._dlz_filesystem()
+            run = _wait_for_run(self.client, flow["id"], f"export of {table}")
+        dlz, root = _dlz_filesystem(self.client)
         exports = sorted(dlz.glob(f"{root}/{folder}/{dataset_id}/exportTime=*"))
         if not exports:
             raise AEPError(f"export of {table}: run {run.get('id')} left no files in the Data Landing Zone")
@@ -643,412 +569,6 @@ class AEPPlatform:
         fs.mv(staging, final, recursive=True)
         logger.info("Exported %s: %s rows in %d files to %s", table, f"{rows:,}", len(parts), final)
         return ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, len(parts), size)
-
-    def _target_connection(self, objects: _FlowObjects, name: str, params: dict[str, Any]) -> str:
-        """A target connection (on a new base connection) in the Data Landing Zone with ``params`` (path,
-        file type, compression); the DLZ needs no credentials."""
-        spec = {"id": DLZ_CONNECTION_SPEC, "version": "1.0"}
-        base = objects.create("connections", {"name": "aep-propensity DLZ", "auth": None, "connectionSpec": spec})
-        body = {
-            "name": name,
-            "baseConnectionId": base["id"],
-            "params": {"mode": "Server-to-server", **params},
-            "connectionSpec": spec,
-        }
-        return objects.create("targetConnections", body)["id"]
-
-    def _flow(
-        self, objects: _FlowObjects, name: str, source: str, target: str, transformations: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        """A Data Landing Zone flow from ``source`` to ``target`` (its id and etag)."""
-        body: dict[str, Any] = {
-            "name": name,
-            "flowSpec": {"id": DLZ_FLOW_SPEC, "version": "1.0"},
-            "sourceConnectionIds": [source],
-            "targetConnectionIds": [target],
-            "transformations": transformations,
-        }
-        if not transformations:
-            body["scheduleParams"] = {"interval": 3, "timeUnit": "hour", "startTime": int(time.time())}
-        return objects.create("flows", body)
-
-    # -- audiences -----------------------------------------------------------------------------
-
-    def _definitions(self) -> list[dict[str, Any]]:
-        """Every segment definition of the sandbox, read page by page (``start`` offset and ``limit``) until
-        ``page.totalPages`` pages or ``page.totalCount`` definitions are read, or a page brings nothing new."""
-        segments: dict[str, dict[str, Any]] = {}
-        pages = 0
-        while True:
-            answer = self.client.get(
-                f"{SEGMENTS}/segment/definitions", params={"start": len(segments), "limit": SEGMENT_PAGE}
-            )
-            known, pages = len(segments), pages + 1
-            segments.update((str(item["id"]), item) for item in answer.get("segments") or [])
-            page = answer.get("page") or {}
-            more = pages < int(page.get("totalPages") or 0) or bool((answer.get("link") or {}).get("next"))
-            total = page.get("totalCount")
-            if not more or len(segments) == known or (total is not None and len(segments) >= int(total)):
-                return list(segments.values())
-
-    def _segment_jobs(self) -> list[dict[str, Any]]:
-        """Every segment job of the sandbox, newest first, page by page (the next page's ``start`` from
-        ``_page.next`` or ``_links.next.href``)."""
-        jobs: dict[str, dict[str, Any]] = {}
-        params: dict[str, Any] = {"limit": SEGMENT_PAGE, "sort": "creationTime:desc"}
-        while True:
-            answer = self.client.get(f"{SEGMENTS}/segment/jobs", params=params)
-            known = len(jobs)
-            jobs.update((str(job["id"]), job) for job in answer.get("children") or [])
-            start = _next_start(answer)
-            if start is None or len(jobs) == known:
-                return list(jobs.values())
-            params = {**params, "start": start}
-
-    def upsert_audience(self, definition: AudienceDefinition, source: ProfileSource) -> AudienceRecord:
-        """Create the segment definition (PQL over XDM paths), or update it when its rule or description changed."""
-        compile_pql(definition.rule, source.fields)  # a bad rule is an error before anything is stored
-        existing = next((s for s in self._definitions() if s.get("name") == definition.name), None)
-        record = self._upsert_definition(definition, existing)
-        if self._audience_sources().get(record.id) != source.to_json():
-            self.ingest(
-                AUDIENCES,
-                [
-                    pd.DataFrame(
-                        [{"id": record.id, "name": record.name, "source": source.to_json(), "updated": utc_now()}]
-                    )
-                ],
-            )
-            if record.change == "unchanged":
-                record = AudienceRecord(record.id, record.name, record.rule, record.version, "updated")
-        return record
-
-    def _audience_ledger(self) -> dict[str, tuple[str, str]]:
-        """The project's own audiences, as its audience dataset records them: id -> (name, latest profile
-        source as JSON)."""
-        if not self.exists(AUDIENCES.name):
-            return {}
-        frame = self.query(f"SELECT id, name, source FROM {identifier(AUDIENCES.name)} ORDER BY updated")
-        return {ident: (name, source) for ident, name, source in zip(*frame.to_dict("list").values(), strict=True)}
-
-    def _audience_sources(self) -> dict[str, str]:
-        """The latest recorded profile source (JSON) of each of the project's audience ids."""
-        return {ident: source for ident, (_, source) in self._audience_ledger().items()}
-
-    def _own_audiences(self) -> dict[str, str]:
-        """The project's own segment definitions: id -> name."""
-        return {ident: name for ident, (name, _) in self._audience_ledger().items()}
-
-    def _upsert_definition(self, definition: AudienceDefinition, existing: dict[str, Any] | None) -> AudienceRecord:
-        """Create the segment definition, or update its expression and description when they changed."""
-        expression = {"type": "PQL", "format": "pql/text", "value": definition.rule}
-        if existing is None:
-            body = {
-                "name": definition.name,
-                "profileInstanceId": "ups",
-                "description": definition.description,
-                "expression": expression,
-                "evaluationInfo": {"batch": {"enabled": True}, "continuous": {"enabled": False}},
-                "schema": {"name": "_xdm.context.profile"},
-                "ttlInDays": 60,
-            }
-            created = self.client.post(f"{SEGMENTS}/segment/definitions", body)
-            return AudienceRecord(created["id"], definition.name, definition.rule, 1, "created")
-        version = int(existing.get("version") or 1)
-        if (
-            existing.get("expression", {}).get("value") == definition.rule
-            and (existing.get("description") or "") == definition.description
-        ):
-            return AudienceRecord(existing["id"], definition.name, definition.rule, version, "unchanged")
-        patch = [
-            {"op": "replace", "path": "/expression", "value": expression},
-            {"op": "replace", "path": "/description", "value": definition.description},
-        ]
-        updated = self.client.patch(f"{SEGMENTS}/segment/definitions/{existing['id']}", patch) or {}
-        return AudienceRecord(
-            existing["id"], definition.name, definition.rule, int(updated.get("version") or version + 1), "updated"
-        )
-
-    def evaluate_audience(self, audience_id: str) -> AudienceJob:
-        """Run a segment job for the audience and wait for it; its member count comes from the job's metrics."""
-        job = self.client.post(f"{SEGMENTS}/segment/jobs", [{"segmentId": audience_id}])
-        done = self.client.poll(
-            lambda: self.client.get(f"{SEGMENTS}/segment/jobs/{job['id']}"),
-            lambda answer: answer.get("status") in JOB_DONE,
-            f"segment job {job['id']}",
-        )
-        name = self._own_audiences().get(audience_id)
-        if name is None:
-            name = self.client.get(f"{SEGMENTS}/segment/definitions/{audience_id}").get("name", audience_id)
-        record = _job_record(done, {audience_id: name})
-        if record is None:
-            raise AEPError(f"segment job {job['id']} does not evaluate audience {audience_id}")
-        if record.status != "SUCCEEDED":
-            raise AEPError(
-                f"segment job {record.id} for audience {record.audience_name!r} {record.status}: {record.error}"
-            )
-        logger.info("Audience %s: %s members (segment job %s)", record.audience_name, f"{record.members:,}", record.id)
-        return record
-
-    def audience_jobs(self, latest_only: bool = True) -> list[AudienceJob]:
-        """The segment jobs of the project's own audiences, newest first; by default only each audience's
-        latest successful one (a sandbox also lists scheduled jobs over every segment: those of other
-        segments are left out)."""
-        names = self._own_audiences()
-        records = [record for record in (_job_record(job, names) for job in self._segment_jobs()) if record]
-        jobs = sorted(records, key=lambda j: j.started, reverse=True)
-        if not latest_only:
-            return jobs
-        latest: dict[str, AudienceJob] = {}
-        for job in jobs:
-            if job.status == "SUCCEEDED":
-                latest.setdefault(job.audience_id, job)
-        return list(latest.values())
-
-    # -- activation ----------------------------------------------------------------------------
-
-    def _attribute_paths(self, audience_id: str, attributes: list[str]) -> list[str]:
-        """The XDM path of each activated attribute (a column of the audience's profile source)."""
-        recorded = self._audience_sources().get(audience_id)
-        if recorded is None:
-            raise PlatformError(f"audience {audience_id} has no recorded profile source: upsert it first")
-        source = ProfileSource.from_config(json.loads(recorded))
-        by_column: dict[str, str] = {field.column: path for path, field in source.fields.items()}
-        missing = [name for name in attributes if name not in by_column]
-        if missing:
-            raise PlatformError(f"attributes {missing} are not among the profile fields {sorted(by_column)}")
-        return [by_column[name] for name in attributes]
-
-    def activate(
-        self, job_ids: list[str], destination: Destination, attributes: list[str], force: bool = False
-    ) -> list[Delivery]:
-        """Deliver each segment job's audience through a DLZ destination flow, then to the ``files`` destination.
-
-        A job already delivered successfully to this destination is skipped unless ``force``.
-        """
-        if not isinstance(destination, FileDestination):
-            raise PlatformError(
-                f"destination {destination.name!r}: the aep backend activates only to file destinations (type: files)"
-            )
-        columns = [check_name(name, "attribute") for name in attributes]
-        sent = {d.job_id for d in self.deliveries(destination.name) if d.status == "success"}
-        names = self._own_audiences()
-        deliveries = []
-        for job_id in job_ids:
-            job = _job_record(self.client.get(f"{SEGMENTS}/segment/jobs/{job_id}"), names)
-            if job is None:
-                raise PlatformError(f"segment job {job_id} evaluated none of this project's audiences")
-            if job.status != "SUCCEEDED":
-                raise PlatformError(f"audience job {job_id} did not succeed ({job.status})")
-            if job_id in sent and not force:
-                logger.info(
-                    "Audience %s (job %s) already delivered to %s: skipped", job.audience_name, job_id, destination.name
-                )
-                continue
-            deliveries.append(self._deliver(job, destination, columns, self._attribute_paths(job.audience_id, columns)))
-        return deliveries
-
-    def _deliver(
-        self, job: AudienceJob, destination: FileDestination, attributes: list[str], paths: list[str]
-    ) -> Delivery:
-        """One destination flow run for the job's audience (the flow and its connections deleted once the run
-        is over), its CSV handed to the destination, recorded. The CSV's columns are found by their header:
-        the identity path, then each attribute's XDM path."""
-        started, delivery_id = utc_now(), uuid.uuid4().hex
-        folder = f"aep-propensity/activation/{destination.name}/{delivery_id}"
-        columns, selected = ["ecid", *attributes], [identity_path(self.tenant), *paths]
-        try:
-            with _FlowObjects(self.client) as objects:
-                flow_id = self._activation_flow(objects, job, destination.name, folder, selected, started)
-                self.client.post(
-                    ADHOC_RUN,
-                    {"activationInfo": {flow_id: [job.audience_id]}},
-                    headers={"Accept": AUDIENCE_ADHOC_ACCEPT},
-                )
-                self._wait_for_run(flow_id, f"activation of {job.audience_name}")
-            rows = self._delivered_rows(folder, columns, selected)
-            result = destination.deliver(job.audience_name, job.audience_id, job.id, rows)
-        except Exception as exc:
-            failed = Delivery(
-                delivery_id,
-                job.id,
-                job.audience_name,
-                destination.name,
-                "failed",
-                0,
-                0,
-                0,
-                0,
-                started,
-                utc_now(),
-                None,
-                str(exc)[:2000],
-            )
-            self._record(failed)
-            raise
-        delivery = result.delivery(delivery_id, job, destination.name, started)
-        self._record(delivery)
-        logger.info(
-            "Delivered audience %s to %s: %s members", job.audience_name, destination.name, f"{result.members:,}"
-        )
-        return delivery
-
-    def _activation_flow(
-        self, objects: _FlowObjects, job: AudienceJob, destination: str, folder: str, paths: list[str], day: datetime
-    ) -> str:
-        """A DLZ destination flow from the profile store, mapping the job's audience and selecting ``paths``
-        (the identity first) as CSV columns under ``folder``; its id."""
-        source = objects.create(
-            "sourceConnections",
-            {
-                "name": "aep-propensity profile store",
-                "connectionSpec": {"id": PROFILE_STORE_SPEC, "version": "1.0"},
-                "data": {"format": "CSV", "schema": None},
-                "params": {},
-            },
-        )["id"]
-        target = self._target_connection(
-            objects, f"aep-propensity {destination}", {"path": folder, "fileType": "csv", "compression": "NONE"}
-        )
-        selectors = {"segmentSelectors": {"selectors": []}, "profileSelectors": {"selectors": []}}
-        flow = self._flow(
-            objects,
-            f"aep-propensity activation {destination}",
-            source,
-            target,
-            [{"name": "GeneralTransform", "params": selectors}],
-        )
-        self.client.patch(
-            f"{FLOWS}/flows/{flow['id']}", _selectors_patch(job, paths, day), headers={"If-Match": flow["etag"]}
-        )
-        return str(flow["id"])
-
-    def _delivered_rows(self, folder: str, columns: list[str], paths: list[str]) -> Iterator[pa.RecordBatch]:
-        """The rows of the CSV files the flow run wrote under ``folder``: the column headed by each XDM path
-        of ``paths``, named by the matching flat name of ``columns``."""
-        dlz, root = self._dlz_filesystem()
-        for path in sorted(dlz.glob(f"{root}/{folder}/*.csv")):
-            with dlz.open(path, "rb") as handle:
-                table = pacsv.read_csv(handle, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-            yield from _by_header(table, columns, paths, path.rsplit("/", 1)[-1]).to_batches()
-
-    def _record(self, delivery: Delivery) -> None:
-        """Append one delivery to the backend's delivery ledger dataset."""
-        self.ingest(DELIVERIES, [pd.DataFrame([asdict(delivery)])])
-
-    def deliveries(self, destination: str | None = None) -> list[Delivery]:
-        """The recorded deliveries, newest first, optionally to one destination."""
-        if not self.exists(DELIVERIES.name):
-            return []
-        sql = f"SELECT * FROM {identifier(DELIVERIES.name)}"
-        if destination is not None:
-            sql += f" WHERE destination = {literal(destination)}"
-        frame = self.query(sql + " ORDER BY started DESC")
-        return [
-            Delivery(**{k: (None if pd.isna(v) else v) for k, v in row.items()}) for row in frame.to_dict("records")
-        ]
-
-
-class _FlowObjects:
-    """The Flow Service objects (connections, flows) one export or activation creates. Leaving the ``with``
-    block, whatever happened in it, deletes them, newest first (the flow before its connections), so no
-    scheduled flow keeps re-running on AEP; a failed DELETE is logged, not raised."""
-
-    def __init__(self, client: AEPClient) -> None:
-        self.client = client
-        self.created: list[tuple[str, str]] = []
-
-    def create(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a ``sourceConnections``/``connections``/``targetConnections``/``flows`` object; its answer."""
-        answer = self.client.post(f"{FLOWS}/{collection}", body)
-        self.created.append((collection, str(answer["id"])))
-        return answer
-
-    def delete_all(self) -> None:
-        """DELETE every created object, newest first (best effort: failures are logged)."""
-        while self.created:
-            collection, ident = self.created.pop()
-            try:
-                self.client.delete(f"{FLOWS}/{collection}/{ident}")
-            except AEPError as exc:
-                logger.warning("Could not delete %s %s (delete it on the platform): %s", collection, ident, exc)
-
-    def __enter__(self) -> _FlowObjects:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.delete_all()
-
-
-def _selectors_patch(job: AudienceJob, paths: list[str], day: datetime) -> list[dict[str, Any]]:
-    """The JSON Patch mapping the job's audience to a destination flow (a one-off full export on ``day``)
-    and selecting the profile ``paths``."""
-    segment = {
-        "type": "PLATFORM_SEGMENT",
-        "value": {
-            "id": job.audience_id,
-            "name": job.audience_name,
-            "filenameTemplate": "%DESTINATION_NAME%_%SEGMENT_ID%_%DATETIME(YYYYMMdd_HHmmss)%",
-            "exportMode": "DAILY_FULL_EXPORT",
-            "schedule": {"frequency": "ONCE", "triggerType": "SCHEDULED", "startDate": day.date().isoformat()},
-        },
-    }
-    return [
-        {"op": "add", "path": "/transformations/0/params/segmentSelectors/selectors/-", "value": segment},
-        *(
-            {
-                "op": "add",
-                "path": "/transformations/0/params/profileSelectors/selectors/-",
-                "value": {"type": "JSON_PATH", "value": {"path": path}},
-            }
-            for path in paths
-        ),
-    ]
-
-
-def _by_header(table: pa.Table, columns: list[str], paths: list[str], file: str) -> pa.Table:
-    """An activated file's columns picked by their header (each XDM path of ``paths``, the first column of
-    that name) and named by ``columns``; a missing one is an :class:`AEPError` naming it."""
-    header = table.column_names
-    missing = [f"{path} ({column})" for column, path in zip(columns, paths, strict=True) if path not in header]
-    if missing:
-        raise AEPError(f"activation file {file} has no column {', '.join(missing)}; its header is {header}")
-    return pa.Table.from_arrays([table.column(header.index(path)) for path in paths], names=columns)
-
-
-def _run_status(run: dict[str, Any] | None) -> str | None:
-    """A flow run's ``metrics.statusSummary.status``, if it has one yet."""
-    return (((run or {}).get("metrics") or {}).get("statusSummary") or {}).get("status")
-
-
-def _run_finished(run: dict[str, Any] | None) -> bool:
-    """Whether a flow run is over: it has a status and that status is not a pending one."""
-    status = _run_status(run)
-    return bool(status) and str(status).lower() not in RUN_PENDING
-
-
-def _run_errors(run: dict[str, Any]) -> str:
-    """A flow run's errors (its status summary's and its activities'), as ``code: message`` text."""
-    summaries = [(run.get("metrics") or {}).get("statusSummary") or {}]
-    summaries += [activity.get("statusSummary") or {} for activity in run.get("activities") or []]
-    errors = [error for summary in summaries for error in summary.get("errors") or []]
-    texts = [
-        ": ".join(str(part) for part in (error.get("code"), error.get("message")) if part)
-        if isinstance(error, dict)
-        else str(error)
-        for error in errors
-    ]
-    return "; ".join(text for text in texts if text) or "no error given"
-
-
-def _next_start(answer: dict[str, Any]) -> str | None:
-    """The ``start`` of a Segmentation list's next page: ``_page.next``, or that of ``_links.next.href``."""
-    following = (answer.get("_page") or {}).get("next")
-    if following not in (None, ""):
-        return str(following)
-    href = ((answer.get("_links") or {}).get("next") or {}).get("href")
-    values = parse_qs(urlsplit(href).query).get("start") if href else None
-    return values[0] if values else None
 
 
 def _descriptor_items(answer: Any) -> list[dict[str, Any]]:
@@ -1096,30 +616,7 @@ def _batch_record(batch_id: str, dataset: str, batch: dict[str, Any]) -> BatchRe
         batch.get("status", ""),
         int(metrics.get("outputRecordCount", metrics.get("outputRecordSize", 0)) or 0),
         int(metrics.get("inputFileCount", 0) or 0),
-        _from_ms(batch.get("created")) or utc_now(),
-        _from_ms(batch.get("completed")),
+        from_ms(batch.get("created")) or utc_now(),
+        from_ms(batch.get("completed")),
         errors,
-    )
-
-
-def _job_record(job: dict[str, Any], names: dict[str, str]) -> AudienceJob | None:
-    """A port :class:`AudienceJob` from a segment job, for the first of its segments that is one of
-    ``names`` (id -> name: the audiences of interest); None when it evaluates none of them."""
-    segment_id = next(
-        (str(item.get("segmentId")) for item in job.get("segments") or [] if str(item.get("segmentId")) in names),
-        None,
-    )
-    if segment_id is None:
-        return None
-    counter = job.get("metrics", {}).get("segmentedProfileCounter", {})
-    errors = job.get("errors") or None
-    return AudienceJob(
-        str(job["id"]),
-        segment_id,
-        names[segment_id],
-        job.get("status", ""),
-        int(counter.get(segment_id, 0)),
-        _from_ms(job.get("creationTime")) or utc_now(),
-        _from_ms(job.get("updateTime")) if job.get("status") in JOB_DONE else None,
-        str(errors)[:2000] if errors else None,
     )
