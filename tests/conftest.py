@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import uuid
@@ -26,6 +27,23 @@ def postgres_available() -> bool:
     except psycopg2.OperationalError:
         return False
     return True
+
+
+#: How to install the optional packages some tests drive (.ci/run installs both).
+AEPP_INSTALL = "pip install --no-deps aepp==0.6.0"
+MLFLOW_INSTALL = "pip install -e '.[mlflow]'"
+
+
+def require_module(module: str, install: str) -> None:
+    """Skip loudly without an optional package (``install`` says how to get it); in CI (CI=true) its
+    absence is a failure: .ci/run installs every optional package the tests use."""
+    if importlib.util.find_spec(module) is not None:
+        return
+    message = f"{module} is not installed ({install})"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must run these tests")
+    warnings.warn(message + ": skipping its tests", stacklevel=2)
+    pytest.skip(message)
 
 
 def require_postgres() -> None:

@@ -3,7 +3,6 @@ metrics and the propensity model land in the local MLflow store under the data r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 
@@ -12,6 +11,7 @@ import yaml
 from kedro.config import OmegaConfigLoader
 
 from aep_propensity.hooks import mlflow_configured, tracked_metrics
+from tests.conftest import MLFLOW_INSTALL, require_module
 from tests.project_copy import PROJECT, copy_project, output_tail, run_shell
 
 TRAINING_RUN = "kedro run --env mlflow --pipelines data_generation,featurization,training"
@@ -45,8 +45,7 @@ def test_tracked_metrics_are_the_numeric_test_metrics():
 
 
 def test_a_tracked_training_run_lands_in_the_local_store(tmp_path):
-    if importlib.util.find_spec("kedro_mlflow") is None:
-        pytest.skip("kedro-mlflow is not installed (pip install -e '.[mlflow]'; the test extra has it)")
+    require_module("kedro_mlflow", MLFLOW_INSTALL)
     from mlflow.tracking import MlflowClient  # noqa: PLC0415 (the optional extra)
 
     project = copy_project(tmp_path / "project")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Iterator
 from types import ModuleType
 
-import aepp
 import psycopg2
 import pytest
-from aepp import catalog, ingestion, queryservice, schema
 
+from tests.conftest import AEPP_INSTALL, require_module
 from tests.emulator_process import CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT, RunningEmulator
 
 pytestmark = pytest.mark.postgres
@@ -19,6 +19,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def configured_aepp(emulator: RunningEmulator) -> Iterator[ModuleType]:
     """aepp configured for the emulator: its two module globals overridden before any module is built."""
+    require_module("aepp", AEPP_INSTALL)
+    aepp = importlib.import_module("aepp")
     saved_global = aepp.config.endpoints["global"]
     aepp.configure(org_id=ORG_ID, client_id=CLIENT_ID, secret=CLIENT_SECRET, scopes="openid,AdobeID", sandbox="dev")
     aepp.config.endpoints["global"] = emulator.url
@@ -29,7 +31,7 @@ def configured_aepp(emulator: RunningEmulator) -> Iterator[ModuleType]:
 
 def test_aepp_ingests_and_reads_back(configured_aepp: ModuleType) -> None:
     """Schema, dataset, JSON batch through aepp; Catalog says success; the rows come back over psycopg2."""
-    registry = schema.Schema()
+    registry = importlib.import_module("aepp.schema").Schema()
     assert registry.getTenantId() == TENANT
     group = registry.createFieldGroup(
         {
@@ -54,12 +56,12 @@ def test_aepp_ingests_and_reads_back(configured_aepp: ModuleType) -> None:
     )
     assert identity["@id"]
 
-    cat = catalog.Catalog()
+    cat = importlib.import_module("aepp.catalog").Catalog()
     created = cat.createDataSet(name="aepp scores", schemaId=profile_schema["$id"], profileEnabled=True)
     dataset_id = created[0].split("/")[-1]
     table = cat.getDataSet(dataset_id)[dataset_id]["tags"]["adobe/pqs/table"][0]
 
-    ingest = ingestion.DataIngestion()
+    ingest = importlib.import_module("aepp.ingestion").DataIngestion()
     batch = ingest.createBatch(datasetId=dataset_id, format="parquet")
     rows = [{f"_{TENANT}": {"userid": f"e{i}", "propensity": i / 4}} for i in range(4)]
     ingest.uploadSmallFile(batchId=batch["id"], datasetId=dataset_id, filePath="scores.json", data=rows)
@@ -69,7 +71,7 @@ def test_aepp_ingests_and_reads_back(configured_aepp: ModuleType) -> None:
         time.sleep(0.1)
     assert status == "success"
 
-    service = queryservice.QueryService()
+    service = importlib.import_module("aepp.queryservice").QueryService()
     query = service.postQueries(
         name="ctas",
         dbname="dev:all",
