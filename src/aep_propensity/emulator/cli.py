@@ -17,8 +17,8 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     """The emulator's configuration from the command line and the environment."""
     defaults = EmulatorConfig()
     parser = argparse.ArgumentParser(prog="aep-emulator", description="A local AEP emulator backed by PostgreSQL.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8642)
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=defaults.port)
     parser.add_argument("--dsn", default=env_default("AEP_EMULATOR_PG_DSN", defaults.dsn), help="PostgreSQL DSN")
     parser.add_argument("--schema", default=env_default("AEP_EMULATOR_SCHEMA", defaults.schema))
     parser.add_argument("--data-dir", default=env_default("AEP_EMULATOR_DATA_DIR", str(defaults.data_dir)))

@@ -26,7 +26,7 @@ class EmulatorConfig:
     """Everything the emulator needs to start: where it listens, stores, and whom it accepts."""
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = 8642
     dsn: str = DEFAULT_DSN
     schema: str = "aep_emulator"
     data_dir: Path = Path("data/emulator")
