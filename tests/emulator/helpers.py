@@ -115,7 +115,11 @@ def table_of(client: AEPClient, dataset_id: str) -> str:
 
 def query_service(client: AEPClient, sql: str) -> list[tuple]:
     """Rows of ``sql`` over the Query Service connection the emulator advertises."""
-    params = client.ok("GET", QUERY + "/connection_parameters")
+    return rows_over(client.ok("GET", QUERY + "/connection_parameters"), sql)
+
+
+def rows_over(params: dict[str, Any], sql: str) -> list[tuple]:
+    """Rows of ``sql`` over a psycopg2 connection made from Query Service connection parameters."""
     conn = psycopg2.connect(
         host=params["host"],
         port=params["port"],

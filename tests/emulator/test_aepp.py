@@ -7,11 +7,12 @@ import time
 from collections.abc import Iterator
 from types import ModuleType
 
-import psycopg2
 import pytest
 
 from tests.conftest import AEPP_INSTALL, require_module
 from tests.emulator_process import CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT, RunningEmulator
+
+from .helpers import rows_over
 
 pytestmark = pytest.mark.postgres
 
@@ -84,19 +85,6 @@ def test_aepp_ingests_and_reads_back(configured_aepp: ModuleType) -> None:
         time.sleep(0.1)
     assert state == "SUCCESS"
     params = service.connection()
-    conn = psycopg2.connect(
-        host=params["host"],
-        port=params["port"],
-        dbname=params["dbName"],
-        user=params["username"],
-        password=params["token"],
-        options=f"-c search_path={params['searchPath']}",
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT _{TENANT}_userid, _{TENANT}_propensity FROM {table} ORDER BY 1")
-            assert cur.fetchall() == [("e0", 0.0), ("e1", 0.25), ("e2", 0.5), ("e3", 0.75)]
-            cur.execute("SELECT count(*) FROM aepp_high")
-            assert cur.fetchall() == [(2,)]
-    finally:
-        conn.close()
+    rows = rows_over(params, f"SELECT _{TENANT}_userid, _{TENANT}_propensity FROM {table} ORDER BY 1")
+    assert rows == [("e0", 0.0), ("e1", 0.25), ("e2", 0.5), ("e3", 0.75)]
+    assert rows_over(params, "SELECT count(*) FROM aepp_high") == [(2,)]
