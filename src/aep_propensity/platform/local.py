@@ -133,7 +133,9 @@ class LocalPlatform(LocalAudiences):
         with self.engine.connect(read_only=True) as conn:
             columns = self.engine.table_columns(conn, table)
             if columns is None:
-                raise PlatformError(f"table {table!r} does not exist on the platform")
+                raise PlatformError(
+                    f"table {table!r} does not exist on the platform: run the pipeline that makes it first"
+                )
             return TableHandle(table, tuple(name for name, _ in columns), self._count(conn, table))
 
     def exists(self, table: str) -> bool:

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from aep_propensity.model import PropensityModel, decile_cuts
+from aep_propensity.model import PREDICT_THREADS, PropensityModel, decile_cuts
 
 from .metrics import classification_metrics, cumulative_gain
 from .params import TrainingParams
@@ -108,7 +108,7 @@ def train_lightgbm(
     if params.search.enabled:
         settings = _search(settings, params, shell, train_x, train["label"], valid_x, validation["label"])
     estimator = _fit_lightgbm(settings, params.split.seed, shell, train_x, train["label"], valid_x, validation["label"])
-    validation_scores = estimator.predict_proba(valid_x)[:, 1]
+    validation_scores = estimator.booster_.predict(valid_x, num_threads=PREDICT_THREADS)  # as the model scores
     settings["n_estimators_used"] = int(estimator.best_iteration_ or settings["n_estimators"])
     fingerprint = json.dumps([source.get("export_time"), features, settings], sort_keys=True, default=str)
     model_id = f"lgbm-{source.get('export_time', 'unknown')}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}"

@@ -258,7 +258,7 @@ class AEPPlatform(AEPAudiences):
         """A handle (name, columns, row count) on an existing table or view."""
         columns = self._columns(table)
         if columns is None:
-            raise PlatformError(f"table {table!r} does not exist on the platform")
+            raise PlatformError(f"table {table!r} does not exist on the platform: run the pipeline that makes it first")
         count = self.query(f"SELECT count(*) AS n FROM {identifier(table)}")
         return TableHandle(table, columns, int(count.iloc[0, 0]))
 
