@@ -35,15 +35,24 @@ def shrink_base_parameters(conf: Path) -> None:
         target.write_text(yaml.safe_dump(merged(base, yaml.safe_load(small.read_text())), sort_keys=False))
 
 
-def copy_project(target: Path) -> Path:
-    """Write a small copy of the project into ``target`` (created) and return it."""
+def project_skeleton(target: Path, folders: tuple[str, ...] = ()) -> Path:
+    """Make ``target`` a project kedro recognises: pyproject.toml, .telemetry, an empty src/ (the package
+    is installed editable), plus copies of the project's ``folders`` (e.g. notebooks)."""
     target.mkdir(parents=True, exist_ok=True)
     for name in ("pyproject.toml", ".telemetry"):
         if (PROJECT / name).exists():
             shutil.copy2(PROJECT / name, target / name)
+    (target / "src").mkdir(exist_ok=True)
+    for folder in folders:
+        shutil.copytree(PROJECT / folder, target / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    return target
+
+
+def copy_project(target: Path) -> Path:
+    """Write a small copy of the project into ``target`` (created) and return it."""
+    project_skeleton(target)
     shutil.copytree(PROJECT / "conf", target / "conf", ignore=shutil.ignore_patterns("local"))
     (target / "conf" / "local").mkdir()
-    (target / "src").mkdir()
     (target / "data").mkdir()
     shrink_base_parameters(target / "conf")
     return target

@@ -4,8 +4,8 @@
 environment from ``KEDRO_ENV``, but has no environment variable for the configuration source (only
 ``%reload_kedro --conf-source``). So the pipelines run in the test environment on a temporary data
 root (the ``kedro_session`` fixture's copy of conf/), that folder is completed into a temporary copy
-of the project (pyproject.toml, src/, notebooks/), and each notebook runs in a kernel started there
-with ``KEDRO_ENV=test``: nothing reads or writes the repository's data/.
+of the project (tests/project_copy.py: pyproject.toml, an empty src/, notebooks/), and each notebook
+runs in a kernel started there with ``KEDRO_ENV=test``: nothing reads or writes the repository's data/.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -21,7 +20,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.project_copy import PROJECT, project_skeleton
+
 NOTEBOOKS = sorted((PROJECT / "notebooks").glob("*.ipynb"))
 EXPECTED = ["01_explore_data.ipynb", "02_model_report.ipynb", "03_audiences.ipynb"]
 # What a notebook must not do by hand: read files or open connections (everything comes from the catalog).
@@ -30,17 +30,6 @@ HAND_MADE_IO = re.compile(
     r"\bpyarrow\b|\bfsspec\b|\bpathlib\b|\bPath\(|%reload_kedro|--conf-source"
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m|\x1b\]8;[^\x1b]*\x1b\\")
-
-
-def copy_project(root: Path) -> Path:
-    """Complete ``root`` (which holds the copied conf/ and the data) into a copy of the project."""
-    shutil.copy2(PROJECT / "pyproject.toml", root / "pyproject.toml")
-    if (PROJECT / ".telemetry").exists():
-        shutil.copy2(PROJECT / ".telemetry", root / ".telemetry")
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".ipynb_checkpoints")
-    shutil.copytree(PROJECT / "src", root / "src", ignore=ignore)
-    shutil.copytree(PROJECT / "notebooks", root / "notebooks", ignore=ignore)
-    return root
 
 
 def code_cells(path: Path) -> list[dict]:
@@ -78,7 +67,7 @@ def _plain_text(output: dict) -> str:
 def test_notebooks_run_on_the_test_environment(tmp_path, kedro_session):
     with kedro_session() as session:
         session.run()
-    project = copy_project(tmp_path)
+    project = project_skeleton(tmp_path, ("notebooks",))
     environment = {**os.environ, "KEDRO_ENV": "test", "KEDRO_DISABLE_TELEMETRY": "1"}
     failures = {}
     for name in EXPECTED:

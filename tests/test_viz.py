@@ -1,7 +1,7 @@
 """``kedro viz build`` works offline on the project and shows every registered pipeline.
 
 The build runs in a temporary copy of the project (the ``kedro_session`` fixture's copy of conf/, with
-the test environment's data root in the temporary folder, plus pyproject.toml and src/) with
+the test environment's data root in the temporary folder, plus pyproject.toml and an empty src/) with
 ``KEDRO_ENV=test``: ``kedro viz build`` has no ``--env`` or ``--conf-source`` option and writes
 ``build/`` in the working directory, and its dataset previews read the platform, so nothing may run
 in the repository itself.
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.project_copy import project_skeleton
+
 PIPELINES = {"data_generation", "featurization", "training", "evaluation", "scoring", "activation"}
 
 
@@ -26,10 +25,7 @@ def test_viz_build_lists_every_pipeline(tmp_path, kedro_session):
     pytest.importorskip(
         "kedro_viz", reason="kedro-viz is not installed (it is in the test extra: pip install -e '.[test]')"
     )
-    shutil.copy2(PROJECT / "pyproject.toml", tmp_path / "pyproject.toml")
-    if (PROJECT / ".telemetry").exists():
-        shutil.copy2(PROJECT / ".telemetry", tmp_path / ".telemetry")
-    shutil.copytree(PROJECT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    project_skeleton(tmp_path)
     environment = {**os.environ, "KEDRO_ENV": "test", "KEDRO_DISABLE_TELEMETRY": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "viz", "build", "--include-previews"],
