@@ -25,6 +25,7 @@ from .port import (
     Delivery,
     PlatformError,
     check_name,
+    latest_successful,
     utc_now,
 )
 from .pql import Field, compile_pql
@@ -173,13 +174,7 @@ class LocalAudiences:
             "ledger_audience_jobs", f"SELECT {_JOB_COLUMNS} FROM ledger_audience_jobs ORDER BY started DESC"
         )
         jobs = [AudienceJob(*row) for row in rows]
-        if not latest_only:
-            return jobs
-        latest: dict[str, AudienceJob] = {}
-        for job in jobs:
-            if job.status == "SUCCEEDED":
-                latest.setdefault(job.audience_id, job)
-        return list(latest.values())
+        return jobs if not latest_only else latest_successful(jobs)
 
     def activate(
         self, job_ids: list[str], destination: Destination, attributes: list[str], force: bool = False

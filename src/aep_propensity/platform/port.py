@@ -172,6 +172,15 @@ class AudienceJob:
     error: str | None = None
 
 
+def latest_successful(jobs: list[AudienceJob]) -> list[AudienceJob]:
+    """Each audience's latest successful job, from ``jobs`` ordered newest first."""
+    latest: dict[str, AudienceJob] = {}
+    for job in jobs:
+        if job.status == "SUCCEEDED":
+            latest.setdefault(job.audience_id, job)
+    return list(latest.values())
+
+
 @dataclass(frozen=True)
 class ActivationRequest:
     """Which evaluated audiences (by job id) to deliver, and whether to repeat earlier deliveries."""

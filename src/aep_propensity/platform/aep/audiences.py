@@ -34,6 +34,7 @@ from ..port import (
     Delivery,
     PlatformError,
     check_name,
+    latest_successful,
     utc_now,
 )
 from ..pql import compile_pql
@@ -207,13 +208,7 @@ class AEPAudiences:
         names = self._own_audiences()
         records = [record for record in (_job_record(job, names) for job in self._segment_jobs()) if record]
         jobs = sorted(records, key=lambda j: j.started, reverse=True)
-        if not latest_only:
-            return jobs
-        latest: dict[str, AudienceJob] = {}
-        for job in jobs:
-            if job.status == "SUCCEEDED":
-                latest.setdefault(job.audience_id, job)
-        return list(latest.values())
+        return jobs if not latest_only else latest_successful(jobs)
 
     # -- activation ----------------------------------------------------------------------------
 
