@@ -15,7 +15,8 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from aep_propensity.platform import LocalPlatform, make_platform
+from aep_propensity.platform import make_platform
+from aep_propensity.platform.local import LocalPlatform
 
 PG_DSN = os.environ.get("AEP_PROPENSITY_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

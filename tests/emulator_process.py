@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg2
 import requests
 
-from aep_propensity.platform.sql import identifier
+from aep_propensity.platform import identifier
 from tests.conftest import PG_DSN, require_postgres
 
 CLIENT_ID, CLIENT_SECRET, ORG_ID, TENANT = "emulator-client", "emulator-secret-for-tests", "EMULATOR@AdobeOrg", "acme"

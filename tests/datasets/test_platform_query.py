@@ -10,7 +10,7 @@ from kedro.io import DataCatalog, DatasetError
 
 from aep_propensity.datasets import PlatformQueryDataset
 from aep_propensity.platform import DatasetSpec, PlatformError
-from aep_propensity.platform.port import INTERACTIVE_ROW_LIMIT
+from aep_propensity.platform.core.port import INTERACTIVE_ROW_LIMIT
 from tests.conftest import platform_config
 
 # A write through a query fails: DuckDB's read-only connection refuses it, PostgreSQL's read-only session

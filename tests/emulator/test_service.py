@@ -16,7 +16,7 @@ from aep_propensity.emulator.catalog import logical_type
 from aep_propensity.emulator.config import EmulatorConfig
 from aep_propensity.emulator.service import Emulator
 from aep_propensity.emulator.store import Store
-from aep_propensity.platform.port import ARROW_TYPES, Column
+from aep_propensity.platform.core.port import ARROW_TYPES, Column
 from tests.conftest import PG_DSN, require_postgres
 from tests.emulator_process import drop_schema
 

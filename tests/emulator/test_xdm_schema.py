@@ -18,7 +18,7 @@ from aep_propensity.emulator.xdm_schema import (
     json_to_paths,
     parse_json_records,
 )
-from aep_propensity.platform.port import Column
+from aep_propensity.platform.core.port import Column
 
 LEAVES = {"_acme.userid": "string", "timestamp": "date-time", "loyalty.joinDate": "date", "loyalty.points": "number"}
 

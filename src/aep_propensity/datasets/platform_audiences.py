@@ -15,20 +15,20 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
+from aep_propensity.datasets.platform_mixin import PlatformMixin
 from aep_propensity.platform import (
     ActivationRequest,
     AudienceDefinition,
     AudienceJob,
     Delivery,
     ProfileSource,
-    make_platform,
+    make_destination,
 )
-from aep_propensity.platform.destinations import make_destination
 
 logger = logging.getLogger(__name__)
 
 
-class PlatformAudienceDataset(AbstractDataset[list[AudienceDefinition], pd.DataFrame]):
+class PlatformAudienceDataset(PlatformMixin, AbstractDataset[list[AudienceDefinition], pd.DataFrame]):
     """Audiences on the platform, evaluated against a profile source.
 
     Example catalog entry::
@@ -48,8 +48,7 @@ class PlatformAudienceDataset(AbstractDataset[list[AudienceDefinition], pd.DataF
         credentials: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self._platform_config = dict(platform)
-        self._credentials = dict(credentials or {})
+        self._configure_platform("audiences", platform, credentials)
         self._source = ProfileSource.from_config(source)
         self.metadata = metadata
 
@@ -58,7 +57,7 @@ class PlatformAudienceDataset(AbstractDataset[list[AudienceDefinition], pd.DataF
 
     def save(self, data: list[AudienceDefinition]) -> None:
         """Upsert every audience, then evaluate each one."""
-        platform = make_platform(self._platform_config, self._credentials)
+        platform = self._platform
         for definition in data:
             record = platform.upsert_audience(definition, self._source)
             logger.info("Audience %s %s (version %d): %s", record.name, record.change, record.version, record.rule)
@@ -66,15 +65,15 @@ class PlatformAudienceDataset(AbstractDataset[list[AudienceDefinition], pd.DataF
 
     def load(self) -> pd.DataFrame:
         """Each audience's latest successful evaluation job."""
-        jobs = make_platform(self._platform_config, self._credentials).audience_jobs()
+        jobs = self._platform.audience_jobs()
         columns = list(AudienceJob.__dataclass_fields__)
         return pd.DataFrame([asdict(job) for job in jobs], columns=columns).rename(columns={"id": "job_id"})
 
     def _exists(self) -> bool:
-        return bool(make_platform(self._platform_config, self._credentials).audience_jobs())
+        return bool(self._platform.audience_jobs())
 
 
-class PlatformDestinationDataset(AbstractDataset[ActivationRequest, pd.DataFrame]):
+class PlatformDestinationDataset(PlatformMixin, AbstractDataset[ActivationRequest, pd.DataFrame]):
     """An activation destination.
 
     Example catalog entry::
@@ -99,8 +98,7 @@ class PlatformDestinationDataset(AbstractDataset[ActivationRequest, pd.DataFrame
         credentials: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self._platform_config = dict(platform)
-        self._credentials = dict(credentials or {})
+        self._configure_platform(f"destination {destination.get('name')}", platform, credentials)
         self._destination = make_destination(destination)
         self._attributes = list(attributes or [])
         self._enabled = enabled
@@ -118,10 +116,10 @@ class PlatformDestinationDataset(AbstractDataset[ActivationRequest, pd.DataFrame
         if not self._enabled:
             logger.info("Destination %s is disabled: nothing delivered", self._destination.name)
             return
-        platform = make_platform(self._platform_config, self._credentials)
+        platform = self._platform
         platform.activate(list(data.job_ids), self._destination, self._attributes, force=data.force)
 
     def load(self) -> pd.DataFrame:
         """The ledger's deliveries to this destination, newest first."""
-        deliveries = make_platform(self._platform_config, self._credentials).deliveries(self._destination.name)
+        deliveries = self._platform.deliveries(self._destination.name)
         return pd.DataFrame([asdict(d) for d in deliveries], columns=list(Delivery.__dataclass_fields__))

@@ -19,8 +19,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
-from aep_propensity.platform import TableHandle, make_platform
-from aep_propensity.platform.port import check_name
+from aep_propensity.datasets.platform_mixin import PlatformMixin
+from aep_propensity.platform import TableHandle, check_name
 
 _EXPORT_FOLDER = "exportTime="
 
@@ -39,7 +39,7 @@ class ExportBatches:
         yield from dataset.to_batches(batch_size=self.batch_rows)
 
 
-class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame | ExportBatches]):
+class PlatformExportDataset(PlatformMixin, AbstractDataset[TableHandle, pd.DataFrame | ExportBatches]):
     """Exports of one platform table.
 
     Example catalog entry::
@@ -67,8 +67,7 @@ class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame | ExportBa
     ) -> None:
         self._table = check_name(table)
         self._location = path.rstrip("/")
-        self._platform_config = dict(platform)
-        self._credentials = dict(credentials or {})
+        self._configure_platform(f"{table} export", platform, credentials)
         self._fs_args = dict(fs_args or {})
         if load_as not in ("pandas", "batches"):
             raise DatasetError(f"{table} export: load_as must be 'pandas' or 'batches', not {load_as!r}")
@@ -100,7 +99,7 @@ class PlatformExportDataset(AbstractDataset[TableHandle, pd.DataFrame | ExportBa
             raise DatasetError(f"{self._table} export: expected a TableHandle, got {type(data).__name__}")
         if data.name != self._table:
             raise DatasetError(f"export dataset of table {self._table!r} was given table {data.name!r}")
-        make_platform(self._platform_config, self._credentials).export(data.name, self._location)
+        self._platform.export(data.name, self._location)
 
     def load(self) -> pd.DataFrame | ExportBatches:
         """The newest export's rows (``attrs`` hold its ``export_time`` and ``export_path``) or batches."""

@@ -13,13 +13,14 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
-from aep_propensity.platform import LocalPlatform, make_platform
+from aep_propensity.datasets.platform_mixin import PlatformMixin
+from aep_propensity.platform import Platform
 
 
 class PlatformQueries:
     """Interactive, read-only queries on one platform (a connection per query)."""
 
-    def __init__(self, platform: LocalPlatform) -> None:
+    def __init__(self, platform: Platform) -> None:
         self._platform = platform
 
     def __repr__(self) -> str:
@@ -35,7 +36,7 @@ class PlatformQueries:
         return self._platform.query(sql)
 
 
-class PlatformQueryDataset(AbstractDataset[Any, PlatformQueries]):
+class PlatformQueryDataset(PlatformMixin, AbstractDataset[Any, PlatformQueries]):
     """Live, read-only SQL on the platform.
 
     Example catalog entry::
@@ -58,16 +59,15 @@ class PlatformQueryDataset(AbstractDataset[Any, PlatformQueries]):
         credentials: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self._platform_config = dict(platform)
-        self._credentials = dict(credentials or {})
+        self._configure_platform("platform queries", platform, credentials)
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
-        return {"backend": self._platform_config.get("backend", "duckdb")}
+        return {"backend": self._platform_config.backend}
 
     def load(self) -> PlatformQueries:
         """A query handle on the platform (nothing connects until a query runs)."""
-        return PlatformQueries(make_platform(self._platform_config, self._credentials))
+        return PlatformQueries(self._platform)
 
     def save(self, data: Any) -> None:
         """Not supported: the platform is written by the pipelines' datasets, never through queries."""

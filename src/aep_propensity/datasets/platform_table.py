@@ -14,13 +14,13 @@ import pandas as pd
 import pyarrow as pa
 from kedro.io import AbstractDataset, DatasetError
 
-from aep_propensity.platform import DatasetSpec, TableHandle, make_platform
-from aep_propensity.platform.port import check_name
+from aep_propensity.datasets.platform_mixin import PlatformMixin
+from aep_propensity.platform import DatasetSpec, TableHandle, check_name
 
 LoadAs = Literal["handle", "pandas", "arrow"]
 
 
-class PlatformTableDataset(AbstractDataset[Any, TableHandle | pd.DataFrame | pa.Table]):
+class PlatformTableDataset(PlatformMixin, AbstractDataset[Any, TableHandle | pd.DataFrame | pa.Table]):
     """A platform table.
 
     Example catalog entry::
@@ -54,8 +54,7 @@ class PlatformTableDataset(AbstractDataset[Any, TableHandle | pd.DataFrame | pa.
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._table = check_name(table)
-        self._platform_config = dict(platform)
-        self._credentials = dict(credentials or {})
+        self._configure_platform(table, platform, credentials)
         self._spec = DatasetSpec.from_config(table, schema) if schema else None
         if load_as not in ("handle", "pandas", "arrow"):
             raise DatasetError(f"{table}: load_as must be 'handle', 'pandas' or 'arrow', not {load_as!r}")
@@ -66,15 +65,10 @@ class PlatformTableDataset(AbstractDataset[Any, TableHandle | pd.DataFrame | pa.
         self._materialize = materialize
         self.metadata = metadata
 
-    @property
-    def _platform(self):
-        """The platform (built on use; it opens a connection per operation)."""
-        return make_platform(self._platform_config, self._credentials)
-
     def _describe(self) -> dict[str, Any]:
         return {
             "table": self._table,
-            "backend": self._platform_config.get("backend", "duckdb"),
+            "backend": self._platform_config.backend,
             "load_as": self._load_as,
             "replace": self._replace,
         }

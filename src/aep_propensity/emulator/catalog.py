@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from aep_propensity.platform.port import ARROW_TYPES, Column, DatasetSpec
-from aep_propensity.platform.sql import identifier
+from aep_propensity.platform.core.port import ARROW_TYPES, Column, DatasetSpec
+from aep_propensity.platform.core.sql import identifier
 
 from .errors import bad_request, not_found
 from .registry import find, schema_leaves

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aep_propensity.platform.port import check_name
+from aep_propensity.platform.core.port import check_name
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

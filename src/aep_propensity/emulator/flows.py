@@ -24,8 +24,8 @@ import pyarrow.csv as pacsv
 from fastapi import APIRouter, Header, Request, Response
 from fsspec.implementations.local import LocalFileSystem
 
-from aep_propensity.platform.local import write_parquet_parts
-from aep_propensity.platform.sql import identifier
+from aep_propensity.platform.core.exports import write_parquet_parts
+from aep_propensity.platform.core.sql import identifier
 
 from .catalog import dataset_or_404, table_of
 from .errors import bad_request, message_of, not_found, service_error

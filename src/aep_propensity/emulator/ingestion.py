@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Header, Request, Response
 
-from aep_propensity.platform.port import Column, DatasetSpec
-from aep_propensity.platform.sql import identifier
+from aep_propensity.platform.core.port import Column, DatasetSpec
+from aep_propensity.platform.core.sql import identifier
 
 from .catalog import dataset_columns, dataset_or_404, table_of
 from .errors import bad_request, not_found

@@ -17,9 +17,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from aep_propensity.platform.port import Column, check_name
-from aep_propensity.platform.pql import Field, PqlError, compile_pql, parse_pql
-from aep_propensity.platform.sql import identifier
+from aep_propensity.platform.core.port import Column, check_name
+from aep_propensity.platform.core.pql import Field, PqlError, compile_pql, parse_pql
+from aep_propensity.platform.core.sql import identifier
 
 from .catalog import dataset_columns, dataset_or_404, table_of
 from .errors import bad_request, message_of, not_found

@@ -29,8 +29,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlglot import exp
 
-from aep_propensity.platform.port import check_name
-from aep_propensity.platform.sql import identifier
+from aep_propensity.platform.core.port import check_name
+from aep_propensity.platform.core.sql import identifier
 
 from .catalog import PQS_TAG, RESERVED_PREFIXES, new_dataset, table_of
 from .errors import bad_request, not_found

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 import jsonpatch
 from fastapi import Body, Depends, Request
 
-from aep_propensity.platform.engines import PostgresEngine
-from aep_propensity.platform.local import LocalPlatform
+from aep_propensity.platform.local import LocalPlatform, PostgresEngine
 
 from .config import EmulatorConfig, check_faults
 from .errors import bad_request

@@ -21,7 +21,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.pool
 
-from aep_propensity.platform.sql import identifier
+from aep_propensity.platform.core.sql import identifier
 
 _TABLES = ("emu_objects", "emu_tokens", "emu_segment_members")
 _SEQUENCE = "emu_export_job_seq"

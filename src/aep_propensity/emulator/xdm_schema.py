@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from aep_propensity.platform.port import ARROW_TYPES, Column, LogicalType
+from aep_propensity.platform.core.port import ARROW_TYPES, Column, LogicalType
 
 EVENT_CLASS = "https://ns.adobe.com/xdm/context/experienceevent"
 PROFILE_CLASS = "https://ns.adobe.com/xdm/context/profile"

@@ -19,11 +19,12 @@ from aep_propensity.platform import (
     AudienceDefinition,
     Column,
     DatasetSpec,
+    Field,
     PlatformError,
     ProfileSource,
 )
-from aep_propensity.platform.destinations import FileDestination, HttpDestination
-from aep_propensity.platform.pql import Field, PqlError
+from aep_propensity.platform.core.destinations import FileDestination, HttpDestination
+from aep_propensity.platform.core.pql import PqlError
 from tests.conftest import platform_config
 from tests.pipelines.scoring.test_pipeline import SCORES
 

@@ -191,7 +191,7 @@ def test_eda_matches_pandas(platform):
 
 def test_export_dataset_round_trip(platform, tmp_path, engine_name):
     platform.ingest(PROFILES, [profiles_frame([f"p{i}" for i in range(30)])], replace=True)
-    platform.export_rows_per_file = 10
+    platform.exports.rows_per_file = 10
     config, credentials = platform_config(engine_name, tmp_path, getattr(platform.engine, "schema", None))
     dataset = PlatformExportDataset(
         table="profiles", path=f"memory://{tmp_path.name}/dlz/egress", platform=config, credentials=credentials

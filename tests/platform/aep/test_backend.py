@@ -11,13 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from aep_propensity.platform import make_platform
+from aep_propensity.platform import ProfileSource, identifier, make_platform
 from aep_propensity.platform.aep import AEPError, AEPPlatform
 from aep_propensity.platform.aep.contract import CATALOG, FLOWS
-from aep_propensity.platform.destinations import FileDestination
-from aep_propensity.platform.local_audiences import ProfileSource
-from aep_propensity.platform.port import AudienceDefinition, PlatformError
-from aep_propensity.platform.sql import identifier, render_template
+from aep_propensity.platform.core.destinations import FileDestination
+from aep_propensity.platform.core.port import AudienceDefinition, PlatformError
+from aep_propensity.sql import render_template
 from tests.catalog_specs import catalog_spec
 from tests.conftest import PROJECT
 from tests.emulator_process import CLIENT_SECRET, RunningEmulator

@@ -9,14 +9,13 @@ from datetime import datetime
 import pytest
 import yaml
 
-from aep_propensity.platform import make_platform
+from aep_propensity.platform import ProfileSource, make_platform
 from aep_propensity.platform.aep import AEPClient, AEPError, AEPPlatform, Credentials, audiences, backend
 from aep_propensity.platform.aep.client import PollTimeout
 from aep_propensity.platform.aep.contract import BATCH_DONE, CATALOG, FLOWS, JOB_DONE, SCHEMAS, SEGMENTS, XED_JSON
-from aep_propensity.platform.destinations import FileDestination
-from aep_propensity.platform.local_audiences import ProfileSource
-from aep_propensity.platform.port import AudienceDefinition, PlatformError
-from aep_propensity.platform.xdm import mapping_for
+from aep_propensity.platform.aep.xdm import mapping_for
+from aep_propensity.platform.core.destinations import FileDestination
+from aep_propensity.platform.core.port import AudienceDefinition, PlatformError
 from tests.conftest import PROJECT
 from tests.emulator_process import CLIENT_ID, CLIENT_SECRET, ORG_ID, RunningEmulator
 

@@ -7,8 +7,7 @@ from datetime import date, datetime
 import pyarrow as pa
 import pytest
 
-from aep_propensity.platform.port import Column, DatasetSpec
-from aep_propensity.platform.xdm import (
+from aep_propensity.platform.aep.xdm import (
     DIRECT_MARKETING_GROUP,
     EVENT_CLASS,
     LOYALTY_GROUP,
@@ -25,6 +24,7 @@ from aep_propensity.platform.xdm import (
     path_sql,
     to_nested,
 )
+from aep_propensity.platform.core.port import Column, DatasetSpec
 
 PROFILES = DatasetSpec(
     "profiles",

@@ -13,8 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 
-from aep_propensity.platform import ActivationRequest, AudienceDefinition, TableHandle
-from aep_propensity.platform.sql import identifier, render_template
+from aep_propensity.platform import ActivationRequest, AudienceDefinition, TableHandle, identifier
+from aep_propensity.sql import render_template
 
 
 class PropensityRange(BaseModel):

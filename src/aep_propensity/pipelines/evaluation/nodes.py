@@ -16,8 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from aep_propensity.pipelines.data_generation.params import DataGenerationParams
 from aep_propensity.pipelines.featurization.params import FeaturizationParams
-from aep_propensity.platform import TableHandle
-from aep_propensity.platform.sql import identifier, literal, render_template
+from aep_propensity.platform import TableHandle, identifier, literal
+from aep_propensity.sql import render_template
 
 from .oracle import oracle_probabilities
 

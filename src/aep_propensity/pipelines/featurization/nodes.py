@@ -15,8 +15,8 @@ from datetime import timedelta
 import pandas as pd
 from matplotlib.figure import Figure
 
-from aep_propensity.platform import TableHandle
-from aep_propensity.platform.sql import Sql, identifier, literal, literal_list, render_template
+from aep_propensity.platform import Sql, TableHandle, identifier, literal, literal_list
+from aep_propensity.sql import render_template
 
 from .params import FeaturizationParams
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 from aep_propensity.chunks import ChunkSequence
 from aep_propensity.hooks import RunContext
 from aep_propensity.model import PropensityModel
-from aep_propensity.platform import TableHandle
-from aep_propensity.platform.sql import identifier, render_template
+from aep_propensity.platform import TableHandle, identifier
+from aep_propensity.sql import render_template
 
 
 def score_batch(batch: pa.RecordBatch, model: PropensityModel, run: RunContext) -> pa.Table:

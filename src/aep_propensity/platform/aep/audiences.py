@@ -23,23 +23,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ..destinations import Destination, FileDestination
-from ..local_audiences import ProfileSource
-from ..port import (
+from ..core.destinations import FileDestination
+from ..core.port import (
     AudienceDefinition,
     AudienceJob,
     AudienceRecord,
     Column,
     DatasetSpec,
     Delivery,
+    Destination,
     PlatformError,
+    ProfileSource,
     check_name,
     latest_successful,
     utc_now,
 )
-from ..pql import compile_pql
-from ..sql import identifier, literal
-from ..xdm import identity_path
+from ..core.pql import compile_pql
+from ..core.sql import identifier, literal
 from .client import AEPError
 from .contract import (
     ADHOC_RUN,
@@ -52,6 +52,7 @@ from .contract import (
     from_ms,
 )
 from .flows import _dlz_filesystem, _flow, _FlowObjects, _target_connection, _wait_for_run
+from .xdm import identity_path
 
 logger = logging.getLogger(__name__)
 

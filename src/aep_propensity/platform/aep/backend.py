@@ -75,8 +75,8 @@ import psycopg2.errors
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..local import conform_chunk
-from ..port import (
+from ..core.chunks import conform_chunk
+from ..core.port import (
     INTERACTIVE_ROW_LIMIT,
     BatchRecord,
     DatasetSpec,
@@ -86,8 +86,7 @@ from ..port import (
     check_name,
     utc_now,
 )
-from ..sql import identifier, transpile
-from ..xdm import XdmMapping, check_tenant, flat_view_sql, mapping_for, to_nested
+from ..core.sql import identifier, transpile
 from .audiences import AEPAudiences
 from .client import AEPClient, AEPError, PollTimeout
 from .contract import (
@@ -108,6 +107,7 @@ from .contract import (
     from_ms,
 )
 from .flows import _dlz_filesystem, _flow, _FlowObjects, _target_connection, _wait_for_run
+from .xdm import XdmMapping, check_tenant, flat_view_sql, mapping_for, to_nested
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from ..port import PlatformError
+from ..core.port import PlatformError
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,15 @@
-"""SQL rendering: the project writes SQL once, in the canonical dialect, and sqlglot renders it.
+"""The SQL helpers of every backend: quoted identifiers, typed literals, and transpiling between dialects.
 
-Values never reach SQL as pasted text: templates receive quoted identifiers and typed literals
-built here by sqlglot, from parameters that were validated before.
+The project writes SQL once, in the canonical dialect, and sqlglot renders it for each engine.
+Values never reach SQL as pasted text: SQL receives quoted identifiers and typed literals built
+here by sqlglot, from parameters that were validated before.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any
 
-import jinja2
 import sqlglot
 from sqlglot import exp
 
@@ -19,27 +18,6 @@ from .port import CANONICAL_DIALECT, check_name
 
 class Sql(str):
     """A fragment of SQL made safe here (a quoted identifier, a typed literal or a list of them)."""
-
-
-def _only_safe(value: Any) -> str:
-    """Jinja's finaliser: only :class:`Sql` fragments and integers may be written into a template."""
-    if isinstance(value, Sql) or (isinstance(value, int) and not isinstance(value, bool)):
-        return str(value)
-    raise TypeError(f"template value {value!r} is not an SQL-safe fragment; build it with identifier() or literal()")
-
-
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("aep_propensity", "sql"),
-    undefined=jinja2.StrictUndefined,
-    finalize=_only_safe,
-    autoescape=False,
-    keep_trailing_newline=True,
-)
-
-
-def render_template(name: str, **values: Any) -> str:
-    """Render ``src/aep_propensity/sql/<name>`` (canonical dialect) with SQL-safe ``values``."""
-    return _TEMPLATES.get_template(name).render(**values)
 
 
 @lru_cache(maxsize=256)

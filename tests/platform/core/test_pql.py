@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from aep_propensity.platform.pql import (
+from aep_propensity.platform import Field
+from aep_propensity.platform.core.pql import (
     MAX_NESTING,
     And,
     Comparison,
     CompiledRule,
     Constant,
-    Field,
     InList,
     IsNull,
     Node,
@@ -32,7 +32,7 @@ from aep_propensity.platform.pql import (
     compile_pql,
     parse_pql,
 )
-from aep_propensity.platform.sql import transpile
+from aep_propensity.platform.core.sql import transpile
 from tests.conftest import PG_DSN, require_postgres
 
 FIELDS = {

@@ -37,7 +37,7 @@ compare by the engine's collation (binary in DuckDB; use ``COLLATE "C"`` columns
 match).
 
 Safety: a field path reaches SQL only through the caller's ``fields`` mapping, as a double-quoted
-column name validated by :func:`~aep_propensity.platform.port.check_name`; every literal of the
+column name validated by :func:`~aep_propensity.platform.core.port.check_name`; every literal of the
 rule is bound as a ``?`` parameter (dates as :class:`datetime.date`), so no text of the rule ever
 appears in the SQL. The SQL uses only functions both DuckDB and PostgreSQL know (``strpos``,
 ``starts_with``, ``right``, ``length``, ``lower``), written so that ``sqlglot`` transpiles it from
@@ -56,13 +56,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-from .port import check_name
+from .port import Field, FieldType
 from .sql import identifier
 
-FieldType = Literal["number", "string", "boolean", "date"]
 Value = str | int | float | bool | date
 
-_FIELD_TYPES = ("number", "string", "boolean", "date")
 _COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _ORDERING = frozenset({"<", "<=", ">", ">="})
 _STRING_FUNCTIONS = {
@@ -85,19 +83,6 @@ _TOKEN = re.compile(
     r"|(?P<symbol>!=|<=|>=|[=<>!()\[\],])"
 )
 _ESCAPES = {'"': '"', "\\": "\\"}
-
-
-@dataclass(frozen=True)
-class Field:
-    """Where a PQL path lives in the flat table (a checked column name) and its type."""
-
-    column: str
-    type: FieldType
-
-    def __post_init__(self) -> None:
-        check_name(self.column, "column")
-        if self.type not in _FIELD_TYPES:
-            raise ValueError(f"field type {self.type!r} is not one of {list(_FIELD_TYPES)}")
 
 
 class PqlError(ValueError):

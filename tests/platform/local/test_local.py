@@ -169,7 +169,7 @@ def test_query_is_capped_like_query_service(platform):
 
 def test_export_writes_dlz_layout(platform, tmp_path):
     platform.ingest(SPEC, [chunk(0, 25)])
-    platform.export_rows_per_file = 10
+    platform.exports.rows_per_file = 10
     record = platform.export("people", str(tmp_path / "dlz"))
     folder = tmp_path / "dlz" / "people" / f"exportTime={record.export_time}"
     parts = sorted(folder.iterdir())
@@ -183,7 +183,7 @@ def test_export_writes_dlz_layout(platform, tmp_path):
     second = platform.export("people", f"memory://{tmp_path.name}/dlz")  # any fsspec filesystem
     assert second.rows == 25 and second.path.startswith("memory://")
     platform.ingest(SPEC, [chunk(25, 9_975)])
-    platform.export_rows_per_file = 4_096  # large enough for DuckDB's own parallel writer
+    platform.exports.rows_per_file = 4_096  # large enough for DuckDB's own parallel writer
     big = platform.export("people", str(tmp_path / "big"))
     big_parts = sorted((tmp_path / "big" / "people" / f"exportTime={big.export_time}").iterdir())
     assert big.rows == 10_000 and len(big_parts) == big.files >= 3

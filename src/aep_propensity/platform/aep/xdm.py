@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from .port import DatasetSpec, LogicalType, check_name
+from ..core.port import DatasetSpec, LogicalType, check_name
 
 XdmType = Literal["string", "number", "integer", "boolean", "date-time", "date"]
 

@@ -1,23 +1,23 @@
-"""The Platform port: the one interface every pipeline step uses to touch "the platform".
+"""The Platform port: every type and operation that datasets and pipelines use to touch "the platform".
 
-Backends (the embedded DuckDB database, PostgreSQL, and later AEP itself) implement
-:class:`Platform`. Everything a backend records about what really happened (datasets, batches,
-exports, query jobs) lives in its ledger, readable through the same port.
+Backends (``local`` on DuckDB or PostgreSQL, ``aep`` on Adobe Experience Platform) implement
+:class:`Platform` and import only this core, never each other. Everything a backend records about
+what really happened (datasets, batches, exports, query jobs, audience jobs, deliveries) lives in
+its ledger, readable through the same port.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 import pyarrow as pa
-
-if TYPE_CHECKING:
-    from .local_audiences import ProfileSource
 
 LogicalType = Literal["string", "int64", "float64", "bool", "timestamp", "date"]
 
@@ -29,6 +29,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us"),
     "date": pa.date32(),
 }
+
+logger = logging.getLogger(__name__)
 
 #: SQL dialect (sqlglot's name) in which the project writes its SQL; backends transpile from it.
 CANONICAL_DIALECT = "duckdb"
@@ -100,6 +102,44 @@ class DatasetSpec:
         """Build a spec from catalog configuration ``{columns: {name: type}, identity, profile_enabled}``."""
         columns = tuple(Column(col, typ) for col, typ in config["columns"].items())
         return cls(name, columns, config.get("identity"), bool(config.get("profile_enabled", False)))
+
+
+FieldType = Literal["number", "string", "boolean", "date"]
+_FIELD_TYPES = ("number", "string", "boolean", "date")
+
+
+@dataclass(frozen=True)
+class Field:
+    """Where a PQL path lives in a flat profile table (a checked column name) and its type."""
+
+    column: str
+    type: FieldType
+
+    def __post_init__(self) -> None:
+        check_name(self.column, "column")
+        if self.type not in _FIELD_TYPES:
+            raise ValueError(f"field type {self.type!r} is not one of {list(_FIELD_TYPES)}")
+
+
+@dataclass(frozen=True)
+class ProfileSource:
+    """Where audiences find profiles: a table with an ``ecid`` column, and PQL paths mapped to its columns."""
+
+    table: str
+    fields: dict[str, Field]
+
+    def to_json(self) -> str:
+        """A stable JSON form, stored with the audience."""
+        return json.dumps(
+            {"table": self.table, "fields": {k: asdict(v) for k, v in sorted(self.fields.items())}}, sort_keys=True
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ProfileSource:
+        """From ``{table, fields: {path: {column, type}}, tenant}``; ``{tenant}`` in a path becomes the tenant."""
+        tenant = config.get("tenant", "")
+        fields = {path.replace("{tenant}", tenant): Field(**spec) for path, spec in config["fields"].items()}
+        return cls(check_name(config["table"]), fields)
 
 
 @dataclass(frozen=True)
@@ -208,6 +248,46 @@ class Delivery:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What a destination did with one audience."""
+
+    members: int
+    files: int = 0
+    requests: int = 0
+    bytes: int = 0
+    location: str | None = None
+
+    def delivery(self, delivery_id: str, job: AudienceJob, destination: str, started: datetime) -> Delivery:
+        """The ledger's record of this successful delivery of ``job`` to ``destination``, completed now."""
+        return Delivery(
+            delivery_id,
+            job.id,
+            job.audience_name,
+            destination,
+            "success",
+            self.members,
+            self.files,
+            self.requests,
+            self.bytes,
+            started,
+            utc_now(),
+            self.location,
+        )
+
+
+class Destination(Protocol):
+    """Where activated audiences go."""
+
+    name: str
+
+    def deliver(
+        self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
+    ) -> DeliveryResult:
+        """Deliver one audience's members."""
+        ...
+
+
 def utc_now() -> datetime:
     """The current UTC time, naive (the platform stores UTC without a zone)."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -216,8 +296,11 @@ def utc_now() -> datetime:
 class Platform(Protocol):
     """The operations of the Platform port (see docs/architecture.md)."""
 
+    #: The most rows one interactive query may return (AEP's Query Service caps it at 50,000).
+    interactive_row_limit: int
+
     def query(self, sql: str) -> pd.DataFrame:
-        """Run an interactive query (canonical dialect); at most ``INTERACTIVE_ROW_LIMIT`` rows."""
+        """Run an interactive query (canonical dialect); at most ``interactive_row_limit`` rows."""
         ...
 
     def create_table_as(self, name: str, sql: str) -> TableHandle:
@@ -238,11 +321,15 @@ class Platform(Protocol):
         """Ingest all ``chunks`` into dataset ``spec`` as one batch, all or nothing."""
         ...
 
+    def exists(self, table: str) -> bool:
+        """Whether ``table`` exists on the platform."""
+        ...
+
     def handle(self, table: str) -> TableHandle:
         """A handle on an existing table."""
         ...
 
-    def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def read_batches(self, sql: str, batch_rows: int = 131_072) -> Iterator[pa.RecordBatch]:
         """Stream the rows of ``sql`` as record batches (bounded memory)."""
         ...
 
@@ -258,8 +345,34 @@ class Platform(Protocol):
         """Evaluate an audience now (a segment job) and materialise its members."""
         ...
 
+    def audience_jobs(self, latest_only: bool = True) -> list[AudienceJob]:
+        """The audience jobs, newest first; by default only each audience's latest successful one."""
+        ...
+
     def activate(
-        self, job_ids: list[str], destination: Any, attributes: list[str], force: bool = False
+        self, job_ids: list[str], destination: Destination, attributes: list[str], force: bool = False
     ) -> list[Delivery]:
         """Deliver evaluated audiences to a destination; a job already delivered there is skipped unless forced."""
         ...
+
+    def deliveries(self, destination: str | None = None) -> list[Delivery]:
+        """The ledger's deliveries, newest first, optionally to one destination."""
+        ...
+
+
+def jobs_to_deliver(
+    jobs: Iterable[AudienceJob], destination: str, delivered: Iterable[Delivery], force: bool
+) -> list[AudienceJob]:
+    """The delivery policy of every backend: the ``jobs`` to send to ``destination``, each once.
+
+    A job that already has a successful delivery there (in ``delivered``) is skipped, and the skip
+    logged, unless ``force``.
+    """
+    sent = {d.job_id for d in delivered if d.destination == destination and d.status == "success"}
+    chosen: dict[str, AudienceJob] = {}
+    for job in jobs:
+        if job.id in sent and not force:
+            logger.info("Audience %s (job %s) already delivered to %s: skipped", job.audience_name, job.id, destination)
+        else:
+            chosen.setdefault(job.id, job)
+    return list(chosen.values())

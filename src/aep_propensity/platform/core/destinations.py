@@ -1,4 +1,4 @@
-"""Activation destinations of the local platform: files in cloud storage, or an HTTP endpoint.
+"""Activation destinations: files in cloud storage, or an HTTP endpoint (shared by every backend).
 
 A destination receives one evaluated audience's members as record batches and delivers them;
 the platform records each delivery in its ledger. On AEP the same roles are played by Flow
@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import fsspec
 import pyarrow as pa
@@ -22,49 +22,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .port import AudienceJob, Delivery, utc_now
+from .port import DeliveryResult, Destination
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    """What a destination did with one audience."""
-
-    members: int
-    files: int = 0
-    requests: int = 0
-    bytes: int = 0
-    location: str | None = None
-
-    def delivery(self, delivery_id: str, job: AudienceJob, destination: str, started: datetime) -> Delivery:
-        """The ledger's record of this successful delivery of ``job`` to ``destination``, completed now."""
-        return Delivery(
-            delivery_id,
-            job.id,
-            job.audience_name,
-            destination,
-            "success",
-            self.members,
-            self.files,
-            self.requests,
-            self.bytes,
-            started,
-            utc_now(),
-            self.location,
-        )
-
-
-class Destination(Protocol):
-    """Where activated audiences go."""
-
-    name: str
-
-    def deliver(
-        self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
-    ) -> DeliveryResult:
-        """Deliver one audience's members."""
-        ...
 
 
 @dataclass(frozen=True)

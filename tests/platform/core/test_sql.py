@@ -6,7 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
-from aep_propensity.platform.sql import identifier, literal, render_template
+from aep_propensity.platform import identifier, literal
+from aep_propensity.sql import render_template
 
 
 def test_identifiers_are_quoted_and_keep_their_case() -> None:

@@ -1,0 +1,151 @@
+"""Batch ingestion on the local platform (AEP's Batch Ingestion and Catalog roles): one batch, all or nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from ..core.chunks import conform_chunk
+from ..core.port import BatchRecord, DatasetSpec, SchemaMismatchError, utc_now
+from ..core.sql import identifier
+from .engines import Engine
+from .ledger import Ledger, error_text
+
+logger = logging.getLogger(__name__)
+
+BATCH_COLUMNS = "id, dataset, status, rows, files, created, completed, error"
+_DATASET_COLUMNS = "name, columns, identity, profile_enabled, updated"
+
+
+class LocalIngestion:
+    """Batches into the local platform's datasets, and the dataset registry."""
+
+    def __init__(self, engine: Engine, ledger: Ledger) -> None:
+        self.engine = engine
+        self.ledger = ledger
+
+    def ingest(
+        self,
+        spec: DatasetSpec,
+        chunks: Iterable[pa.Table | pd.DataFrame],
+        replace: bool = False,
+        retire: tuple[str, Sequence[str]] | None = None,
+    ) -> BatchRecord:
+        """Ingest every chunk into ``spec``'s dataset as one batch: all of it, or nothing and a failed batch.
+
+        A batch appended to an existing dataset is one transaction that inserts the chunks straight
+        into it (the engine keeps uncommitted rows within its memory limit). A replacing batch, or a
+        dataset's first, fills a staging table ``_batch_<id>`` chunk by chunk, each committed so that
+        memory stays flat however large the batch, then renames it over the dataset in one final
+        transaction. Nothing is visible before the end; on failure the staging table is dropped.
+
+        ``retire=(column, values)`` deletes the dataset's rows whose ``column`` is one of ``values`` in
+        the same final transaction: the rows of earlier batches this one replaces (AEP's batch replay),
+        so readers see the old rows or the new ones, never both.
+        """
+        if retire is not None and replace:
+            raise ValueError("a replacing batch replaces every row: retire is for appended batches")
+        batch_id, created = uuid.uuid4().hex, utc_now()
+        staging = f"_batch_{batch_id}"
+        with self.engine.connect() as conn:
+            self.ledger.ensure(conn)
+            self.ledger.insert(
+                conn, "ledger_batches", BATCH_COLUMNS, [batch_id, spec.name, "loading", 0, 0, created, None, None]
+            )
+        try:
+            with self.engine.connect() as conn:
+                appending = not replace and self._check_existing_columns(conn, spec)
+                if not appending:
+                    self._create_table(conn, staging, spec)
+                    self.engine.commit(conn)
+                rows, files = self._insert_chunks(conn, spec.name if appending else staging, spec, chunks, appending)
+                self._register(conn, spec)
+                if appending and retire is not None and retire[1]:
+                    column, values = retire
+                    self.ledger.execute(
+                        conn,
+                        f'DELETE FROM "{spec.name}" WHERE {identifier(column)} IN ({self.ledger.marks(len(values))})',
+                        list(values),
+                    )
+                if not appending:
+                    self.ledger.execute(conn, f'DROP TABLE IF EXISTS "{spec.name}"')
+                    self.ledger.execute(conn, f'ALTER TABLE "{staging}" RENAME TO "{spec.name}"')
+                self.ledger.update(
+                    conn, "ledger_batches", batch_id, status="success", rows=rows, files=files, completed=utc_now()
+                )
+        except BaseException as exc:
+            with self.engine.connect() as conn:
+                self.ledger.execute(conn, f'DROP TABLE IF EXISTS "{staging}"')
+                self.ledger.update(
+                    conn, "ledger_batches", batch_id, status="failed", completed=utc_now(), error=error_text(exc)
+                )
+            raise
+        logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
+        return BatchRecord(batch_id, spec.name, "success", rows, files, created, utc_now())
+
+    def _insert_chunks(
+        self, conn: Any, table: str, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame], one_transaction: bool
+    ) -> tuple[int, int]:
+        """Insert the conformed chunks into ``table``, committing after each unless ``one_transaction``;
+        return the rows and chunks inserted."""
+        rows = files = 0
+        for files, chunk in enumerate(chunks, start=1):
+            table_chunk = conform_chunk(chunk, spec, files)
+            self.engine.append(conn, table, table_chunk)
+            if not one_transaction:
+                self.engine.commit(conn)  # into the staging table: nothing is visible yet
+            rows += table_chunk.num_rows
+        return rows, files
+
+    def batches(self, dataset: str | None = None) -> list[BatchRecord]:
+        """The ledger's batches, newest first, optionally for one dataset."""
+        sql = f"SELECT {BATCH_COLUMNS} FROM ledger_batches"
+        params: list[Any] = []
+        if dataset is not None:
+            sql += f" WHERE dataset = {self.engine.placeholder}"
+            params.append(dataset)
+        rows = self.ledger.read("ledger_batches", sql + " ORDER BY created DESC", params)
+        return [BatchRecord(*row) for row in rows]
+
+    def datasets(self) -> pd.DataFrame:
+        """The dataset registry: name, columns and types, identity column, profile flag."""
+        rows = self.ledger.read("ledger_datasets", f"SELECT {_DATASET_COLUMNS} FROM ledger_datasets ORDER BY name")
+        frame = pd.DataFrame(rows, columns=_DATASET_COLUMNS.split(", "))
+        frame["columns"] = frame["columns"].map(json.loads)
+        return frame
+
+    def _register(self, conn: Any, spec: DatasetSpec) -> None:
+        """Record (or update) the dataset in the registry."""
+        columns = json.dumps({c.name: c.type for c in spec.columns})
+        self.ledger.execute(conn, f"DELETE FROM ledger_datasets WHERE name = {self.engine.placeholder}", [spec.name])
+        self.ledger.insert(
+            conn,
+            "ledger_datasets",
+            _DATASET_COLUMNS,
+            [spec.name, columns, spec.identity, spec.profile_enabled, utc_now()],
+        )
+
+    def _check_existing_columns(self, conn: Any, spec: DatasetSpec) -> bool:
+        """Whether the dataset's table exists; raise if it exists with other columns than the spec's."""
+        existing = self.engine.table_columns(conn, spec.name)
+        if existing is None:
+            return False
+        have = [(name, sql_type.upper()) for name, sql_type in existing]
+        wanted = [(c.name, self.engine.sql_type(c)) for c in spec.columns]
+        if have != wanted:
+            raise SchemaMismatchError(
+                f"dataset {spec.name!r} exists with columns {have}, but the batch declares {wanted}; "
+                "re-create it with a replacing batch"
+            )
+        return True
+
+    def _create_table(self, conn: Any, table: str, spec: DatasetSpec) -> None:
+        """Create an empty table with the spec's columns."""
+        ddl = ", ".join(f'"{c.name}" {self.engine.sql_type(c)}' for c in spec.columns)
+        self.ledger.execute(conn, f'CREATE TABLE "{table}" ({ddl})')

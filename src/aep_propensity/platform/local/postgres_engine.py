@@ -1,0 +1,170 @@
+"""The PostgreSQL engine through psycopg2: the stand-in for AEP's Query Service, which speaks its wire protocol."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import fsspec
+import psycopg2
+import psycopg2.extensions
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ..core.port import ARROW_TYPES, Column
+from .engines import in_transaction
+
+_POSTGRES_TYPES = {
+    "string": "TEXT",
+    "int64": "BIGINT",
+    "float64": "DOUBLE PRECISION",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP WITHOUT TIME ZONE",
+    "date": "DATE",
+}  # as information_schema names them
+
+
+class PostgresEngine:
+    """PostgreSQL through psycopg2: the stand-in for Query Service, which speaks its wire protocol."""
+
+    dialect = "postgres"
+    placeholder = "%s"
+
+    def __init__(self, dsn: str, schema: str = "aep_propensity") -> None:
+        self._dsn = dsn
+        self.schema = schema
+
+    def __repr__(self) -> str:
+        return f"PostgresEngine(schema={self.schema!r})"
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[psycopg2.extensions.connection]:
+        """Connect, make the platform schema current, and run the block in one transaction."""
+        try:
+            conn = psycopg2.connect(self._dsn, connect_timeout=10)
+        except psycopg2.OperationalError as exc:
+            raise ConnectionError(f"cannot connect to PostgreSQL for schema {self.schema!r}: {exc}") from None
+        with in_transaction(conn, conn.close):
+            conn.set_session(readonly=read_only)
+            with conn.cursor() as cur:
+                if not read_only:
+                    cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                cur.execute(f'SET search_path TO "{self.schema}"')
+            yield conn
+
+    def sql_type(self, column: Column) -> str:
+        """PostgreSQL's type for a logical column type."""
+        return _POSTGRES_TYPES[column.type]
+
+    def commit(self, conn: psycopg2.extensions.connection) -> None:
+        """Commit; psycopg2 opens the next transaction by itself."""
+        conn.commit()
+
+    def fetchall(self, conn: psycopg2.extensions.connection, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Execute through a cursor of the connection."""
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def append(self, conn: psycopg2.extensions.connection, table: str, data: pa.Table) -> None:
+        """COPY the rows in as CSV written by Arrow (no Python loop over rows)."""
+        buffer = io.BytesIO()
+        pacsv.write_csv(data, buffer)
+        buffer.seek(0)
+        columns = ", ".join(f'"{name}"' for name in data.column_names)
+        with conn.cursor() as cur:
+            cur.copy_expert(f'COPY "{table}" ({columns}) FROM STDIN WITH (FORMAT csv, HEADER true)', buffer)
+
+    def stream(self, conn: psycopg2.extensions.connection, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """``COPY (sql) TO STDOUT`` in a thread, parsed by Arrow's streaming CSV reader through a pipe."""
+        schema = self._result_schema(conn, sql)
+        read_fd, write_fd = os.pipe()
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            with os.fdopen(write_fd, "wb") as sink, conn.cursor() as cur:
+                try:
+                    cur.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", sink)
+                except BaseException as exc:  # re-raised in the consumer
+                    failure.append(exc)
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        with os.fdopen(read_fd, "rb") as source:
+            reader = pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=1 << 22),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=schema,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    true_values=["t"],
+                    false_values=["f"],
+                ),
+            )
+            for batch in reader:
+                yield from (batch.slice(i, batch_rows) for i in range(0, batch.num_rows, batch_rows))
+        producer.join()
+        if failure:
+            raise failure[0]
+
+    def fetch_arrow(self, conn: psycopg2.extensions.connection, sql: str, max_rows: int) -> pa.Table:
+        """Fetch at most ``max_rows`` rows through the streaming reader."""
+        limited = f"SELECT * FROM ({sql}) AS q LIMIT {int(max_rows)}"
+        schema = self._result_schema(conn, limited)
+        return pa.Table.from_batches(list(self.stream(conn, limited, max_rows)), schema=schema)
+
+    def native_export(
+        self,
+        conn: psycopg2.extensions.connection,
+        table: str,
+        fs: fsspec.AbstractFileSystem,
+        folder: str,
+        rows_per_file: int,
+        compression: str,
+    ) -> bool:
+        """PostgreSQL has no Parquet writer: the caller streams the table."""
+        return False
+
+    def table_columns(self, conn: psycopg2.extensions.connection, table: str) -> list[tuple[str, str]] | None:
+        """Columns from PostgreSQL's information schema."""
+        rows = self.fetchall(
+            conn,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            [self.schema, table],
+        )
+        return rows or None
+
+    @staticmethod
+    def _result_schema(conn: psycopg2.extensions.connection, sql: str) -> pa.Schema:
+        """The Arrow schema of a query's result, from the type OIDs PostgreSQL describes."""
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
+            return pa.schema([pa.field(d.name, _arrow_type_for_oid(d.type_code)) for d in cur.description])
+
+
+_OID_TYPES = {
+    16: "bool",
+    20: "int64",
+    21: "int64",
+    23: "int64",
+    700: "float64",
+    701: "float64",
+    1700: "float64",
+    25: "string",
+    1043: "string",
+    1042: "string",
+    19: "string",
+    1114: "timestamp",
+    1082: "date",
+}
+
+
+def _arrow_type_for_oid(oid: int) -> pa.DataType:
+    """Map a PostgreSQL type OID to an Arrow type (text for anything unlisted)."""
+    return ARROW_TYPES[_OID_TYPES.get(oid, "string")]
