@@ -11,11 +11,10 @@ from tests.conftest import PROJECT
 
 
 @cache
-def catalog_spec(entry: str) -> DatasetSpec:
-    """The :class:`DatasetSpec` of a catalog entry with a ``schema`` (e.g. ``profiles@chunks``) in conf/base."""
+def catalog_spec(table: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a platform table with a ``schema`` under ``_platform_tables`` in conf/base."""
     for path in sorted((PROJECT / "conf" / "base").glob("catalog*.yml")):
-        entries = yaml.safe_load(path.read_text()) or {}
-        if entry in entries:
-            config = entries[entry]
-            return DatasetSpec.from_config(config["table"], config["schema"])
-    raise KeyError(f"no catalog entry {entry!r} in conf/base")
+        tables = (yaml.safe_load(path.read_text()) or {}).get("_platform_tables") or {}
+        if (tables.get(table) or {}).get("schema"):
+            return DatasetSpec.from_config(table, tables[table]["schema"])
+    raise KeyError(f"no platform table {table!r} with a schema in conf/base")

@@ -2,7 +2,7 @@
 
 Saving runs work on the platform: chunks of rows are ingested as one batch; SQL text rendered
 by a node is materialised by CTAS. Loading gives a light handle by default, or the rows through
-transcoding (``name@pandas``). Nothing connects until ``load``, ``save`` or ``exists`` is called.
+the transcoded views ``name@pandas`` and ``name@arrow``. Nothing connects until ``load``, ``save`` or ``exists`` is called.
 """
 
 from __future__ import annotations
@@ -13,32 +13,57 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow as pa
 from kedro.io import AbstractDataset, DatasetError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aep_propensity.datasets.platform_mixin import PlatformMixin
 from aep_propensity.platform import DatasetSpec, TableHandle, check_name
 
-LoadAs = Literal["handle", "pandas", "arrow"]
+View = Literal["handle", "pandas", "arrow", "sql", "chunks"]
+_LOADS = {"pandas": "pandas", "arrow": "arrow"}  # every other view loads a handle
+
+
+class TableDeclaration(BaseModel):
+    """How the catalog declares one platform table: its layer, and what saving it means.
+
+    ``schema`` (``{identity, profile_enabled, columns: {name: type}}``) is needed to ingest rows;
+    ``replace`` (default true) makes each batch replace the dataset's rows, false appends;
+    ``materialize: view`` saves SQL as a view instead of a table.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layer: str | None = None
+    table_schema: dict[str, Any] | None = Field(None, alias="schema")
+    replace: bool = True
+    materialize: Literal["table", "view"] = "table"
 
 
 class PlatformTableDataset(PlatformMixin, AbstractDataset[Any, TableHandle | pd.DataFrame | pa.Table]):
-    """A platform table.
+    """One view of a platform table.
 
-    Example catalog entry::
+    Every platform table is declared once, under ``_platform_tables`` in its layer's catalog file,
+    and one dataset factory (conf/base/catalog_00_platform.yml) gives each of its views::
 
-        experience_events@handle:
+        "{table}@{view}":
           type: aep_propensity.datasets.PlatformTableDataset
-          table: experience_events
+          table: "{table}"
+          view: "{view}"
+          tables: ${_platform_tables}
           platform: ${globals:platform}
           credentials: platform
-          schema: {identity: ecid, profile_enabled: true, columns: {ecid: string, ...}}
 
-    ``save`` accepts:
+        _platform_tables:
+          experience_events:
+            layer: raw
+            schema: {identity: ecid, profile_enabled: true, columns: {ecid: string, ...}}
+
+    ``view`` names what a node gets on load: ``pandas`` or ``arrow`` give the rows; ``handle``,
+    ``sql`` and ``chunks`` a light handle (name, columns, row count). Every view saves the same way:
 
     - SQL text (the canonical dialect): ``CREATE TABLE table AS <sql>``, replacing the table atomically,
       or with ``materialize: view`` a view that always reflects the tables it reads;
     - an iterable of Arrow tables or DataFrames, such as a ``ChunkSequence``, or one DataFrame:
-      ingested as one batch, all or nothing, checked against ``schema``. ``replace`` (default
-      true) makes each batch replace the dataset's rows; false appends.
+      ingested as one batch, all or nothing, checked against the table's ``schema``.
     """
 
     def __init__(
@@ -46,24 +71,31 @@ class PlatformTableDataset(PlatformMixin, AbstractDataset[Any, TableHandle | pd.
         *,
         table: str,
         platform: dict[str, Any],
+        tables: dict[str, Any],
+        view: View = "handle",
         credentials: dict[str, Any] | None = None,
-        schema: dict[str, Any] | None = None,
-        load_as: LoadAs = "handle",
-        replace: bool = True,
-        materialize: Literal["table", "view"] = "table",
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._table = check_name(table)
+        if table not in tables:
+            raise DatasetError(
+                f"{table}@{view}: table {table!r} is not declared under _platform_tables in the catalog "
+                f"(declared: {', '.join(sorted(tables))})"
+            )
+        try:
+            declaration = TableDeclaration.model_validate(tables[table] or {})
+        except ValidationError as exc:
+            raise DatasetError(f"{table}: bad _platform_tables declaration: {exc}") from None
+        if view not in View.__args__:
+            raise DatasetError(f"{table}@{view}: the view must be one of {', '.join(View.__args__)}")
         self._configure_platform(table, platform, credentials)
+        schema = declaration.table_schema
         self._spec = DatasetSpec.from_config(table, schema) if schema else None
-        if load_as not in ("handle", "pandas", "arrow"):
-            raise DatasetError(f"{table}: load_as must be 'handle', 'pandas' or 'arrow', not {load_as!r}")
-        self._load_as = load_as
-        self._replace = replace
-        if materialize not in ("table", "view"):
-            raise DatasetError(f"{table}: materialize must be 'table' or 'view', not {materialize!r}")
-        self._materialize = materialize
-        self.metadata = metadata
+        self._load_as = _LOADS.get(view, "handle")
+        self._replace = declaration.replace
+        self._materialize = declaration.materialize
+        layer = {"kedro-viz": {"layer": declaration.layer}} if declaration.layer else {}
+        self.metadata = {**layer, **(metadata or {})}
 
     def _describe(self) -> dict[str, Any]:
         return {

@@ -235,7 +235,7 @@ def test_kedro_run_featurization(tmp_path, kedro_session):
     with kedro_session() as session:
         catalog = session.load_context().catalog
         training = catalog.load("training_data")
-        quality = catalog.load("data_quality")
+        quality = catalog.load("data_quality@handle")
     assert 1_500 < len(training) <= 3_000 and set(training["label"]) == {0, 1}
     assert training.attrs["export_time"]
     assert quality.row_count == 1
