@@ -22,6 +22,7 @@ import psycopg2.extensions
 import psycopg2.pool
 
 from aep_propensity.platform.core.sql import identifier
+from aep_propensity.platform.local.engines import in_transaction
 
 _TABLES = ("emu_objects", "emu_tokens", "emu_segment_members")
 _SEQUENCE = "emu_export_job_seq"
@@ -93,17 +94,9 @@ class Store:
     def transaction(self) -> Iterator[psycopg2.extensions.cursor]:
         """A cursor inside one transaction with the emulator's schema as search path."""
         conn = self._pool.getconn()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SET search_path TO {identifier(self.schema)}")
-                yield cur
-            conn.commit()
-        except BaseException:
-            if not conn.closed:
-                conn.rollback()
-            raise
-        finally:
-            self._pool.putconn(conn, close=bool(conn.closed))
+        with in_transaction(conn, lambda: self._pool.putconn(conn, close=bool(conn.closed))), conn.cursor() as cur:
+            cur.execute(f"SET search_path TO {identifier(self.schema)}")
+            yield cur
 
     # -- objects ----------------------------------------------------------------------------
 
