@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 from aep_propensity.platform.core.port import ARROW_TYPES, Column, DatasetSpec
 from aep_propensity.platform.core.sql import identifier
 
-from .errors import bad_request, not_found
+from .errors import bad_request
 from .registry import find, schema_leaves
 from .service import Emulator, EmulatorDep, JsonBody, JsonObject, apply_json_patch, now_ms
 from .xdm_schema import BATCH_COLUMN, columns_of
@@ -39,11 +39,8 @@ def table_of(dataset: dict[str, Any]) -> str:
 
 
 def dataset_or_404(emu: Emulator, dataset_id: str) -> dict[str, Any]:
-    """A dataset by id, or a 404 problem document."""
-    dataset = emu.store.get("datasets", dataset_id)
-    if dataset is None:
-        raise not_found("dataset", dataset_id, "CATALOG", _NOT_FOUND)
-    return dataset
+    """A dataset by id, or Catalog's 404 problem document."""
+    return emu.store.get_or_404("datasets", dataset_id, "dataset", "CATALOG", _NOT_FOUND)
 
 
 def free_table_name(emu: Emulator, name: str) -> str:
@@ -218,7 +215,4 @@ def list_batches(
 @router.get("/batches/{batch_id}")
 def get_batch(batch_id: str, emu: EmulatorDep) -> dict[str, Any]:
     """One batch, as ``{id: batch}``."""
-    batch = emu.store.get("batches", batch_id)
-    if batch is None:
-        raise not_found("batch", batch_id, "CATALOG", _NOT_FOUND)
-    return {batch_id: batch}
+    return {batch_id: emu.store.get_or_404("batches", batch_id, "batch", "CATALOG", _NOT_FOUND)}

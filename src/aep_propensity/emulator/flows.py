@@ -70,11 +70,8 @@ def _new(emu: Emulator, kind: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get(emu: Emulator, kind: str, ident: str) -> dict[str, Any]:
-    """A Flow Service object, or a 404."""
-    item = emu.store.get(kind, ident)
-    if item is None:
-        raise not_found(kind, ident, "FLOW", _NOT_FOUND)
-    return item
+    """A Flow Service object, or Flow Service's 404 problem document."""
+    return emu.store.get_or_404(kind, ident, kind, "FLOW", _NOT_FOUND)
 
 
 @router.post(FLOWS + "/{collection}", status_code=201)
@@ -82,11 +79,10 @@ def create_connection(collection: str, body: JsonObject, emu: EmulatorDep) -> di
     """Create a base, source or target connection, or a flow."""
     if collection == "flows":
         return create_flow(body, emu)
-    if collection not in _KINDS:
-        raise not_found("collection", collection, "FLOW", _NOT_FOUND)
+    kind = _kind(collection)
     if not (body.get("connectionSpec") or {}).get("id"):
         raise bad_request("connectionSpec.id is required", "FLOW", _INVALID)
-    return _new(emu, _KINDS[collection], body)
+    return _new(emu, kind, body)
 
 
 def create_flow(body: dict[str, Any], emu: Emulator) -> dict[str, Any]:

@@ -54,11 +54,8 @@ class BatchFailure(Exception):
 
 
 def batch_or_404(emu: Emulator, batch_id: str) -> dict[str, Any]:
-    """A batch by id, or a 404 problem document."""
-    batch = emu.store.get("batches", batch_id)
-    if batch is None:
-        raise not_found("batch", batch_id, "INGEST", _NOT_FOUND)
-    return batch
+    """A batch by id, or Batch Ingestion's 404 problem document."""
+    return emu.store.get_or_404("batches", batch_id, "batch", "INGEST", _NOT_FOUND)
 
 
 def batch_folder(emu: Emulator, batch_id: str) -> Path:

@@ -22,7 +22,7 @@ from aep_propensity.platform.core.pql import Field, PqlError, compile_pql, parse
 from aep_propensity.platform.core.sql import identifier
 
 from .catalog import dataset_columns, dataset_or_404, table_of
-from .errors import bad_request, message_of, not_found
+from .errors import bad_request, message_of
 from .registry import find, primary_identity
 from .service import (
     Emulator,
@@ -124,11 +124,8 @@ def compile_segment(profile: UnionProfile, rule: str) -> tuple[str, tuple]:
 
 
 def segment_or_404(emu: Emulator, segment_id: str) -> dict[str, Any]:
-    """A segment definition by id, or a 404."""
-    segment = emu.store.get("segments", segment_id)
-    if segment is None:
-        raise not_found("segment definition", segment_id, "UPS", _NOT_FOUND)
-    return segment
+    """A segment definition by id, or Segmentation's 404 problem document."""
+    return emu.store.get_or_404("segments", segment_id, "segment definition", "UPS", _NOT_FOUND)
 
 
 def _sandbox(name: str) -> dict[str, Any]:
@@ -262,10 +259,7 @@ def create_segment_job(body: JsonBody, emu: EmulatorDep) -> dict[str, Any]:
 @router.get("/segment/jobs/{job_id}")
 def get_segment_job(job_id: str, emu: EmulatorDep) -> dict[str, Any]:
     """One segment job with its status and metrics."""
-    job = emu.store.get("segmentjobs", job_id)
-    if job is None:
-        raise not_found("segment job", job_id, "UPS", _NOT_FOUND)
-    return job
+    return emu.store.get_or_404("segmentjobs", job_id, "segment job", "UPS", _NOT_FOUND)
 
 
 @router.get("/segment/jobs")
@@ -380,10 +374,7 @@ def _public(job: dict[str, Any]) -> dict[str, Any]:
 @router.get("/export/jobs/{job_id}")
 def get_export_job(job_id: str, emu: EmulatorDep) -> dict[str, Any]:
     """One export job."""
-    job = emu.store.get("exportjobs", job_id)
-    if job is None:
-        raise not_found("export job", job_id, "UPS", _NOT_FOUND)
-    return _public(job)
+    return _public(emu.store.get_or_404("exportjobs", job_id, "export job", "UPS", _NOT_FOUND))
 
 
 @router.get("/export/jobs")

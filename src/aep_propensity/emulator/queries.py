@@ -33,7 +33,7 @@ from aep_propensity.platform.core.port import check_name
 from aep_propensity.platform.core.sql import identifier
 
 from .catalog import PQS_TAG, RESERVED_PREFIXES, new_dataset, table_of
-from .errors import bad_request, not_found
+from .errors import bad_request
 from .service import Emulator, EmulatorDep, JsonObject, iso_now
 
 router = APIRouter(prefix="/data/foundation/query")
@@ -165,10 +165,7 @@ def list_queries(emu: EmulatorDep, limit: int = 20) -> dict[str, Any]:
 @router.get("/queries/{query_id}")
 def get_query(query_id: str, emu: EmulatorDep) -> dict[str, Any]:
     """One query with its state."""
-    query = emu.store.get("queries", query_id)
-    if query is None:
-        raise not_found("query", query_id, "QS", _NOT_FOUND)
-    return query
+    return emu.store.get_or_404("queries", query_id, "query", "QS", _NOT_FOUND)
 
 
 @router.patch("/queries/{query_id}", status_code=202)

@@ -259,7 +259,4 @@ def list_descriptors(emu: EmulatorDep) -> dict[str, Any]:
 @router.get("/tenant/descriptors/{ident}")
 def get_descriptor(ident: str, emu: EmulatorDep) -> dict[str, Any]:
     """One descriptor by ``@id``."""
-    descriptor = emu.store.get("descriptors", ident)
-    if descriptor is None:
-        raise not_found("descriptor", ident, "XDM", _NOT_FOUND)
-    return descriptor
+    return emu.store.get_or_404("descriptors", ident, "descriptor", "XDM", _NOT_FOUND)

@@ -24,6 +24,8 @@ import psycopg2.pool
 from aep_propensity.platform.core.sql import identifier
 from aep_propensity.platform.local.engines import in_transaction
 
+from .errors import not_found
+
 _TABLES = ("emu_objects", "emu_tokens", "emu_segment_members")
 _SEQUENCE = "emu_export_job_seq"
 _DDL = (
@@ -116,6 +118,13 @@ class Store:
             cur.execute("SELECT body FROM emu_objects WHERE kind = %s AND id = %s", [kind, ident])
             row = cur.fetchone()
         return row[0] if row else None
+
+    def get_or_404(self, kind: str, ident: str, what: str, service: str, code: str) -> dict[str, Any]:
+        """One object, or AEP's 404 problem document of ``service`` (error ``code``) naming the missing ``what``."""
+        body = self.get(kind, ident)
+        if body is None:
+            raise not_found(what, ident, service, code)
+        return body
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         """Every object of a kind, oldest first."""
