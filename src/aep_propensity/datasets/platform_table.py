@@ -2,7 +2,8 @@
 
 Saving runs work on the platform: chunks of rows are ingested as one batch; SQL text rendered
 by a node is materialised by CTAS. Loading gives a light handle by default, or the rows through
-the transcoded views ``name@pandas`` and ``name@arrow``. Nothing connects until ``load``, ``save`` or ``exists`` is called.
+the transcoded views ``name@pandas`` and ``name@arrow``. Nothing connects until ``load``, ``save``
+or ``exists`` is called.
 """
 
 from __future__ import annotations

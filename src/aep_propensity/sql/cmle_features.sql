@@ -1,5 +1,5 @@
--- The original CMLE feature set (cmle-notebooks.md §3.2-3.3): running counts and minutes since the
--- last event of each type, over each person's events in time order. Training keeps one row per
+-- The original CMLE feature set (the feature step of Adobe's "AI/ML data pipeline enrichment"
+-- notebooks): running counts and minutes since the last event of each type, over each person's events in time order. Training keeps one row per
 -- person: the conversion event for converters (which leaks: it is cut at the conversion) and one
 -- random event, chosen by a seeded hash, for the others. Scoring keeps each person's latest event.
 -- TIME_BETWEEN_PREVIOUS_MATCH is written portably: the running max of matching timestamps is the
@@ -7,9 +7,7 @@
 WITH clean_events AS (
     SELECT "_id" AS event_id, ecid, "eventType" AS event_type, "timestamp" AS ts
     FROM {{ events }}
-    WHERE ecid IS NOT NULL
-      AND "eventType" IN ({{ known_types }})
-      AND "timestamp" >= {{ window_start }} AND "timestamp" < {{ window_end }}
+    WHERE {% include "_clean_events.sql" %}
 ),
 running AS (
     SELECT

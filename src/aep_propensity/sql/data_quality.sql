@@ -5,7 +5,5 @@ SELECT
     count(*) FILTER (WHERE "eventType" IS NULL OR "eventType" NOT IN ({{ known_types }})) AS unknown_event_type,
     count(*) FILTER (WHERE "timestamp" IS NULL OR "timestamp" < {{ window_start }} OR "timestamp" >= {{ window_end }})
         AS outside_window,
-    count(*) FILTER (WHERE ecid IS NULL OR "eventType" IS NULL OR "eventType" NOT IN ({{ known_types }})
-                     OR "timestamp" IS NULL OR "timestamp" < {{ window_start }} OR "timestamp" >= {{ window_end }})
-        AS excluded
+    count(*) FILTER (WHERE NOT coalesce({% include "_clean_events.sql" %}, false)) AS excluded
 FROM {{ events }}

@@ -1,5 +1,5 @@
--- Point-in-time features per person (cmle-notebooks.md §3, done without leakage).
--- Rendered by aep_propensity.platform.sql.render_template: every template value below is a quoted
+-- Point-in-time features per person: the original notebooks' features, built without leakage.
+-- Rendered by aep_propensity.sql.render_template: every template value below is a quoted
 -- identifier or a typed literal built from validated parameters, never raw text.
 -- Events count only if their identity is set, their type is known and their time lies in the
 -- data window (the data-quality report counts the rest). Features use events in
@@ -8,9 +8,7 @@
 WITH clean_events AS (
     SELECT ecid, "eventType" AS event_type, "timestamp" AS ts
     FROM {{ events }}
-    WHERE ecid IS NOT NULL
-      AND "eventType" IN ({{ known_types }})
-      AND "timestamp" >= {{ window_start }} AND "timestamp" < {{ window_end }}
+    WHERE {% include "_clean_events.sql" %}
 ),
 history AS (
     SELECT * FROM clean_events WHERE ts >= {{ lookback_start }} AND ts < {{ cutoff }}

@@ -16,14 +16,14 @@ from aep_propensity.datasets import PlatformExportDataset
 from aep_propensity.pipelines.data_generation import nodes as generation
 from aep_propensity.pipelines.featurization import nodes
 from aep_propensity.pipelines.featurization.params import FeaturizationParams
-from aep_propensity.platform import DatasetSpec, TableHandle, make_platform
+from aep_propensity.platform import TableHandle, make_platform
+from tests.catalog_specs import catalog_spec
 from tests.conftest import platform_config
 from tests.pipelines.data_generation.test_pipeline import make_params as generation_params
 
 PROJECT = Path(__file__).resolve().parents[3]
-CATALOG = yaml.safe_load((PROJECT / "conf/base/catalog_01_raw.yml").read_text())
-EVENTS = DatasetSpec.from_config("experience_events", CATALOG["experience_events@chunks"]["schema"])
-PROFILES = DatasetSpec.from_config("profiles", CATALOG["profiles@chunks"]["schema"])
+EVENTS = catalog_spec("experience_events")
+PROFILES = catalog_spec("profiles")
 BASE = yaml.safe_load((PROJECT / "conf/base/parameters_featurization.yml").read_text())["featurization"]
 
 

@@ -8,17 +8,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import yaml
 
 from aep_propensity.chunks import ChunkSequence
 from aep_propensity.hooks import RunContext
 from aep_propensity.pipelines.scoring import nodes
 from aep_propensity.pipelines.training import nodes as training
 from aep_propensity.platform import Column, DatasetSpec, PlatformError
-from tests.pipelines.training.test_pipeline import PARAMS, PROJECT, toy_training_data
+from tests.catalog_specs import catalog_spec
+from tests.pipelines.training.test_pipeline import PARAMS, toy_training_data
 
-CATALOG = yaml.safe_load((PROJECT / "conf/base/catalog_07_model_output.yml").read_text())
-SCORES = DatasetSpec.from_config("propensity_scores", CATALOG["propensity_scores@chunks"]["schema"])
+SCORES = catalog_spec("propensity_scores")
 PROFILES = DatasetSpec("profiles", (Column("ecid", "string"), Column("gender", "string")), identity="ecid")
 RUN = RunContext("run-1", datetime(2026, 10, 12, 8, 0))
 

@@ -51,7 +51,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(plot_precedence, "eda_precedence@pandas", "eda_precedence_plot", name="plot_precedence"),
             Node(plot_correlation, "eda_correlation@pandas", "eda_correlation_plot", name="plot_correlation"),
-            Node(report_data_quality, ["experience_events@handle", PARAMS], "data_quality@sql", name="report_data_quality"),
+            Node(
+                report_data_quality,
+                ["experience_events@handle", PARAMS],
+                "data_quality@sql",
+                name="report_data_quality",
+            ),
         ],
         tags=["eda"],
     )
