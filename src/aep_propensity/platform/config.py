@@ -124,6 +124,7 @@ class AEPConfig(_BackendConfig):
 
 PlatformConfig = Annotated[DuckDBConfig | PostgresConfig | AEPConfig, Field(discriminator="backend")]
 _CONFIG = TypeAdapter(PlatformConfig)
+_BACKENDS = ("duckdb", "postgres", "aep")
 
 
 def parse_platform_config(config: Mapping[str, Any]) -> DuckDBConfig | PostgresConfig | AEPConfig:
@@ -131,12 +132,14 @@ def parse_platform_config(config: Mapping[str, Any]) -> DuckDBConfig | PostgresC
     try:
         return _CONFIG.validate_python(dict(config))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"platform.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        raise ValueError(
-            f"invalid platform configuration ({problems}); backend is one of 'duckdb', 'postgres', 'aep'"
-        ) from None
+        problems = "; ".join(f"{_key_of(error['loc'])}: {error['msg']}" for error in exc.errors())
+        raise ValueError(f"invalid platform configuration: {problems}") from None
+
+
+def _key_of(location: tuple[str | int, ...]) -> str:
+    """The configuration key a validation error is about (pydantic puts the backend tag first)."""
+    parts = location[1:] if location and location[0] in _BACKENDS else location
+    return "platform." + ".".join(str(part) for part in parts) if parts else "platform.backend"
 
 
 def make_platform(config: Mapping[str, Any], credentials: Mapping[str, Any] | None = None) -> Platform:
