@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from aep_propensity.emulator import flows, profiles, queries
+from aep_propensity.emulator import flows, queries, segmentation
 from aep_propensity.emulator.catalog import logical_type
 from aep_propensity.emulator.config import EmulatorConfig
 from aep_propensity.emulator.service import Emulator
@@ -69,7 +69,7 @@ def explode(message: str) -> None:
 def test_crashed_job_marks_its_record_failed(emu: Emulator) -> None:
     """A background job dying outside its own error handling leaves its record FAILED, not PROCESSING."""
     job_id = segment_job(emu)
-    future = emu.submit(explode, "boom", on_crash=lambda message: profiles.fail_segment_job(emu, job_id, message))
+    future = emu.submit(explode, "boom", on_crash=lambda message: segmentation.fail_segment_job(emu, job_id, message))
     future.result(timeout=10)
     job = emu.store.get("segmentjobs", job_id)
     assert job is not None and job["status"] == "FAILED"

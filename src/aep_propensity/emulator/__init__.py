@@ -3,9 +3,15 @@
 Start it with ``aep-emulator --host 127.0.0.1 --port 8642`` (see :mod:`.cli` for the options).
 Modules: :mod:`.app` (IMS token endpoint, gateway header checks, faults, routers), :mod:`.registry`
 (Schema Registry), :mod:`.catalog` (datasets, batch status), :mod:`.ingestion` (Batch Ingestion),
-:mod:`.queries` (Query Service), :mod:`.profiles` (Segmentation and profile export jobs),
-:mod:`.flows` (Flow Service, ad-hoc runs), :mod:`.identity` (namespaces, DLZ credentials),
-:mod:`.xdm_schema` (XDM leaves and flattening), :mod:`.store` (state in PostgreSQL).
+:mod:`.queries` (Query Service), :mod:`.profiles` (the union profile), :mod:`.segmentation`
+(segment definitions and jobs), :mod:`.profile_exports` (profile export jobs), :mod:`.flows` (Flow
+Service, ad-hoc runs), :mod:`.identity` (namespaces, DLZ credentials), :mod:`.xdm_schema` (XDM
+leaves and flattening), :mod:`.store` (state in PostgreSQL).
+
+It is a local platform with an HTTP face: it builds on :mod:`aep_propensity.platform.core` and the
+local backend (:mod:`aep_propensity.platform.local`, on PostgreSQL), never on the aep backend.
+FastAPI, uvicorn, python-multipart and jsonpatch come with its extra:
+``pip install 'aep-propensity[emulator]'``.
 
 PostgreSQL layout: dataset tables (and the local platform's ``ledger_*`` tables) in the schema
 ``--schema``; the emulator's own state (``emu_*`` tables) in ``<schema>_state``.

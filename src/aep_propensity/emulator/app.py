@@ -1,9 +1,10 @@
 """The emulator's FastAPI application: IMS token endpoint, gateway checks, faults and the AEP routers.
 
-Every AEP path (``/data/...``) passes the gateway checks of aep-api.md §1.2 (bearer token issued
-here and unexpired, ``x-api-key``, ``x-gw-ims-org-id``, a lower-case ``x-sandbox-name``, a JSON
-content type on bodies) and the fault switches. ``/emulator/...`` paths are the emulator's own
-(health and runtime faults): not AEP paths, used by tests only.
+Every AEP path (``/data/...``) passes the fault switches and the checks of AEP's API gateway on the
+headers every Experience Platform API call carries: a bearer token (issued here and unexpired),
+``x-api-key``, ``x-gw-ims-org-id``, a lower-case ``x-sandbox-name`` and a content type on bodies.
+``/emulator/...`` paths are the emulator's own (health and runtime faults): not AEP paths, used by
+tests only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from . import catalog, flows, identity, ingestion, profiles, queries, registry
+from . import catalog, flows, identity, ingestion, profile_exports, queries, registry, segmentation
 from .config import EmulatorConfig
 from .errors import AEPHTTPError, gateway_error, service_error
 from .service import Emulator, EmulatorDep, JsonBody
@@ -179,7 +180,8 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         app.state.emulator = emu
         ingestion.resume_batches(emu)
         queries.resume_queries(emu)
-        profiles.fail_unfinished_jobs(emu)
+        segmentation.fail_unfinished_jobs(emu)
+        profile_exports.fail_unfinished_jobs(emu)
         flows.fail_unfinished_runs(emu)
         logger.info("AEP emulator on %s (schema %s)", config.base_url, config.schema)
         yield
@@ -196,7 +198,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     app.add_api_route("/emulator/health", health, methods=["GET"])
     app.add_api_route("/emulator/faults", get_faults, methods=["GET"])
     app.add_api_route("/emulator/faults", set_faults, methods=["POST"])
-    for module in (registry, catalog, ingestion, queries, profiles, flows, identity):
+    for module in (registry, catalog, ingestion, queries, segmentation, profile_exports, flows, identity):
         app.include_router(module.router)
     return app
 

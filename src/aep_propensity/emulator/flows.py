@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.csv as pacsv
 from fastapi import APIRouter, Header, Request, Response
 from fsspec.implementations.local import LocalFileSystem
@@ -29,7 +28,7 @@ from aep_propensity.platform.core.sql import identifier
 
 from .catalog import dataset_or_404, table_of
 from .errors import bad_request, message_of, not_found, service_error
-from .profiles import IDENTITY, latest_job_for, union_profile
+from .segmentation import audience_members, latest_job_for
 from .service import (
     Emulator,
     EmulatorDep,
@@ -40,7 +39,7 @@ from .service import (
     now_ms,
     sandbox_of,
 )
-from .xdm_schema import BATCH_COLUMN, column_name
+from .xdm_schema import BATCH_COLUMN
 
 router = APIRouter()
 FLOWS = "/data/foundation/flowservice"
@@ -362,16 +361,12 @@ def run_audience_export(emu: Emulator, run_id: str, jobs: dict[str, str]) -> Non
     written: list[str] = []
     try:
         flow = _flow_of_run(emu, run_id)
-        profile = union_profile(emu)
         paths = [s["value"]["path"] for s in _selectors(flow, "profileSelectors")]
-        unknown = [path for path in paths if path not in profile.paths]
-        if unknown:
-            raise ValueError(f"profile selectors {unknown} are not fields of the union profile")
+        members = audience_members(emu, jobs, paths)
         folder = _target_folder(emu, flow)
         folder.mkdir(parents=True, exist_ok=True)
         mapped = {s["value"]["id"]: s["value"] for s in _selectors(flow, "segmentSelectors")}
-        for segment_id, job_id in jobs.items():
-            table = _members(emu, profile.sql, profile.identity_path, paths, job_id, segment_id)
+        for segment_id, table in members:
             target = folder / file_name(
                 mapped[segment_id].get("filenameTemplate") or _TEMPLATE, flow["name"], segment_id
             )
@@ -383,20 +378,3 @@ def run_audience_export(emu: Emulator, run_id: str, jobs: dict[str, str]) -> Non
         _finish_run(emu, run_id, "failed", rows, len(written), size, errors=[{"message": message_of(exc)}])
         return
     _finish_run(emu, run_id, "success", rows, len(written), size, outputFiles=written)
-
-
-def _members(
-    emu: Emulator, profile_sql: str, identity_path: str, paths: list[str], job_id: str, segment_id: str
-) -> pa.Table:
-    """A segment job's members with their selected attributes, headed by XDM paths."""
-    selected = ["m.identity", *(f"p.{identifier(column_name(path))}" for path in paths)]
-    sql = (
-        f"SELECT {', '.join(selected)} FROM {emu.store.table('emu_segment_members')} AS m "
-        f"LEFT JOIN ({profile_sql}) AS p "
-        f"ON p.{IDENTITY} = m.identity WHERE m.job_id = %s AND m.segment_id = %s ORDER BY m.identity"
-    )
-    with emu.engine.connect(read_only=True) as conn:
-        rows = emu.engine.fetchall(conn, sql, [job_id, segment_id])
-    header = [identity_path, *paths]
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in header]
-    return pa.Table.from_arrays([pa.array(list(values)) for values in columns], names=header)
