@@ -1,4 +1,5 @@
-"""An independent AEP client, aepp 0.6.0, driving the emulator (pointed at it as aep-api.md §9.4 shows)."""
+"""An independent AEP client, aepp 0.6.0, driving the emulator (its global endpoint and IMS token endpoint
+pointed at the emulator)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contract tests of the emulator against aep-api.md: statuses, shapes and error codes per endpoint."""
+"""Contract tests of the emulator against AEP's REST contract: statuses, shapes and error codes per endpoint."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def test_datasets_and_batches(client: AEPClient) -> None:
 
 
 def test_batch_replay_retires_its_predecessors(client: AEPClient) -> None:
-    """A replay batch's rows appear as its predecessors' rows go, in one transaction (aep-api.md §4)."""
+    """A replay batch's rows appear as its predecessors' rows go, in one transaction (AEP's batch replay)."""
     _, dataset_id = profile_dataset(client, "Replay Test", profile=False)
     first = ingest(client, dataset_id, {"a.json": json_bytes([{"_acme": {"userid": "old"}}])}, fmt="json")
     second = ingest(

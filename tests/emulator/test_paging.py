@@ -1,4 +1,4 @@
-"""Paging as AEP pages each list: Segmentation definitions and jobs, Catalog's offsets (aep-api.md §3.2, §5, §7)."""
+"""Paging as AEP pages each list: Segmentation definitions and jobs, Catalog's offsets."""
 
 from __future__ import annotations
 

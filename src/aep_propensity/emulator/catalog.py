@@ -29,7 +29,7 @@ _INVALID = "CAT-1400-400"
 PQS_TAG = "adobe/pqs/table"
 #: Table-name prefixes of the local platform's own tables (its ledger and staging tables).
 RESERVED_PREFIXES = ("ledger_", "_batch_")
-#: Catalog paging (aep-api.md §3.2): 20 objects by default, at most 100.
+#: Catalog paging, as on AEP: 20 objects by default, at most 100 (the ``limit`` parameter).
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 

@@ -24,7 +24,7 @@ class AEPHTTPError(Exception):
 
 
 def gateway_error(status: int, code: str, message: str) -> AEPHTTPError:
-    """A gateway error ``{"error_code", "message"}`` (aep-api.md §1.2)."""
+    """An error of AEP's API gateway: ``{"error_code", "message"}``, e.g. ``401013`` for an invalid token."""
     return AEPHTTPError(status, {"error_code": code, "message": message})
 
 
@@ -41,7 +41,7 @@ _TITLES = {
 
 
 def service_error(status: int, code: str, detail: str, service: str = "XDM", sandbox: str = "prod") -> AEPHTTPError:
-    """A service error in AEP's RFC 7807-like shape (aep-api.md §7), e.g. code ``XDM-1010-404``."""
+    """A service error in the RFC 7807-like problem shape AEP's services answer with, e.g. code ``XDM-1010-404``."""
     body = {
         "type": f"http://ns.adobe.com/aep/errors/{code}",
         "title": _TITLES.get(status, "Error"),

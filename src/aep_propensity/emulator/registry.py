@@ -27,7 +27,7 @@ _NOT_ACCEPTABLE = "XDM-1006-406"
 
 
 def _require_xed(request: Request) -> None:
-    """Schema Registry lookups need an XED ``Accept`` header (aep-api.md §1.2)."""
+    """Schema Registry lookups need an XED ``Accept`` header (``application/vnd.adobe.xed+json``), as on AEP."""
     if "application/vnd.adobe.xed" not in request.headers.get("accept", ""):
         raise service_error(
             406, _NOT_ACCEPTABLE, "Accept header must be application/vnd.adobe.xed+json (or a versioned xed type)"

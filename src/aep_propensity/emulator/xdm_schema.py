@@ -25,7 +25,7 @@ CLASSES: dict[str, dict[str, str]] = {
     PROFILE_CLASS: {"_id": "string"},
 }
 
-#: The standard field groups the emulator knows, with their leaves (aep-api.md and the issue brief).
+#: The standard field groups the emulator knows, with the leaves of each that it stores (a subset of Adobe's).
 STANDARD_FIELD_GROUPS: dict[str, dict[str, str]] = {
     "https://ns.adobe.com/xdm/context/experienceevent-web": {
         "web.webPageDetails.pageViews.value": "number",
