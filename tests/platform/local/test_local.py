@@ -125,6 +125,15 @@ def test_failed_replace_keeps_old_rows(platform):
     assert platform.handle("people").row_count == 3
 
 
+def test_replacing_a_table_that_a_view_reads_keeps_the_view(platform):
+    """A second run re-ingests profiles under the enriched_profiles view (PostgreSQL binds views early)."""
+    platform.ingest(SPEC, [chunk(0, 3)], replace=True)
+    platform.create_view("adults", 'SELECT ecid FROM "people" WHERE age >= 1')
+    batch = platform.ingest(SPEC, [chunk(10, 3)], replace=True)
+    assert sorted(platform.query('SELECT ecid FROM "adults"')["ecid"]) == ["p10", "p11", "p12"]
+    assert not platform.exists(f"_batch_{batch.id}")
+
+
 def test_retired_rows_go_in_the_batch_transaction(platform):
     """AEP's batch replay: the new batch's rows appear and the retired rows vanish together, or neither."""
     platform.ingest(SPEC, [chunk(0, 5)])

@@ -77,6 +77,11 @@ class DuckDBEngine:
         finally:
             conn.unregister("_incoming")
 
+    def replace_table(self, conn: duckdb.DuckDBPyConnection, staging: str, table: str) -> None:
+        """Drop ``table`` and rename ``staging`` over it (DuckDB binds views by name, so views of it stay valid)."""
+        conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        conn.execute(f'ALTER TABLE "{staging}" RENAME TO "{table}"')
+
     def stream(self, conn: duckdb.DuckDBPyConnection, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """DuckDB's own streaming Arrow reader."""
         yield from conn.sql(sql).to_arrow_reader(batch_rows)

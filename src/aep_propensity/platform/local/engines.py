@@ -60,6 +60,10 @@ class Engine(Protocol):
         """Append an Arrow table whose columns match ``table``'s, in the open transaction."""
         ...
 
+    def replace_table(self, conn: Any, staging: str, table: str) -> None:
+        """Put the rows of table ``staging`` in place of ``table``'s in the open transaction; ``staging`` goes."""
+        ...
+
     def stream(self, conn: Any, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Stream the result of ``sql`` as record batches."""
         ...

@@ -74,8 +74,7 @@ class LocalIngestion:
                         list(values),
                     )
                 if not appending:
-                    self.ledger.execute(conn, f'DROP TABLE IF EXISTS "{spec.name}"')
-                    self.ledger.execute(conn, f'ALTER TABLE "{staging}" RENAME TO "{spec.name}"')
+                    self.engine.replace_table(conn, staging, spec.name)
                 self.ledger.update(
                     conn, "ledger_batches", batch_id, status="success", rows=rows, files=files, completed=utc_now()
                 )

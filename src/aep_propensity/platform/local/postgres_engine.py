@@ -79,6 +79,25 @@ class PostgresEngine:
         with conn.cursor() as cur:
             cur.copy_expert(f'COPY "{table}" ({columns}) FROM STDIN WITH (FORMAT csv, HEADER true)', buffer)
 
+    def replace_table(self, conn: psycopg2.extensions.connection, staging: str, table: str) -> None:
+        """Put ``staging`` in place of ``table``. PostgreSQL binds a view to the table itself, so a table that
+        views read (``enriched_profiles`` reads ``profiles``) keeps its identity: its rows are replaced
+        (TRUNCATE, then INSERT ... SELECT, both transactional). Otherwise ``staging`` is renamed over it."""
+        have = self.table_columns(conn, table)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.view_table_usage WHERE table_schema = %s AND table_name = %s",
+                [self.schema, table],
+            )
+            read_by_views = cur.fetchone()[0] > 0
+            if read_by_views and have == self.table_columns(conn, staging):
+                cur.execute(f'TRUNCATE "{table}"')
+                cur.execute(f'INSERT INTO "{table}" SELECT * FROM "{staging}"')
+                cur.execute(f'DROP TABLE "{staging}"')
+            else:
+                cur.execute(f'DROP TABLE IF EXISTS "{table}"')
+                cur.execute(f'ALTER TABLE "{staging}" RENAME TO "{table}"')
+
     def stream(self, conn: psycopg2.extensions.connection, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """``COPY (sql) TO STDOUT`` in a thread, parsed by Arrow's streaming CSV reader through a pipe."""
         schema = self._result_schema(conn, sql)
