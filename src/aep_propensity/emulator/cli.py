@@ -1,16 +1,23 @@
-"""``aep-emulator``: start the local AEP emulator (FastAPI on uvicorn) on a loopback port."""
+"""``aep-emulator``: start the local AEP emulator (FastAPI on uvicorn) on a loopback port.
+
+The web framework comes with the ``emulator`` extra, so this module imports it only to start the
+server: without the extra, ``aep-emulator`` says how to install it and exits with status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
-import uvicorn
-
-from .app import create_app
 from .config import EmulatorConfig, env_default, load_faults
+
+#: The top-level modules the ``emulator`` extra installs (python-multipart's is ``multipart`` or
+#: ``python_multipart``), and what to say when one is missing.
+EXTRA_MODULES = frozenset({"fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "jsonpatch"})
+MISSING_EXTRA = "aep-emulator: the emulator needs its extra: pip install 'aep-propensity[emulator]' (missing: {})"
 
 
 def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
@@ -54,8 +61,16 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the emulator until interrupted."""
+    """Run the emulator until interrupted; without the ``emulator`` extra, exit with a one-line message."""
     config = parse_args(argv)
+    try:
+        import uvicorn  # noqa: PLC0415 - the optional extra, imported only to serve
+
+        from .app import create_app  # noqa: PLC0415 - imports FastAPI
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in EXTRA_MODULES:
+            raise
+        sys.exit(MISSING_EXTRA.format(exc.name))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", access_log=False)
 
