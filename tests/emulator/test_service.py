@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from aep_propensity.emulator import flows, queries, segmentation
+from aep_propensity.emulator import flow_runs, flows, queries, segmentation
 from aep_propensity.emulator.catalog import logical_type
 from aep_propensity.emulator.config import EmulatorConfig
 from aep_propensity.emulator.service import Emulator
@@ -83,7 +83,7 @@ def test_run_of_a_deleted_flow_fails(emu: Emulator) -> None:
     run = {"id": "r1", "flowId": "f1", "metrics": {"durationSummary": {}, "statusSummary": {"status": "inProgress"}}}
     emu.store.put("runs", "r1", run)
     emu.store.delete("flows", "f1")
-    flows.run_dataset_export(emu, "r1", [])
+    flow_runs.run_dataset_export(emu, "r1", [])
     summary = emu.store.get("runs", "r1")["metrics"]["statusSummary"]
     assert summary["status"] == "failed" and "deleted" in summary["errors"][0]["message"]
 

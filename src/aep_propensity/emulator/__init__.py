@@ -5,8 +5,8 @@ Modules: :mod:`.app` (IMS token endpoint, gateway header checks, faults, routers
 (Schema Registry), :mod:`.catalog` (datasets, batch status), :mod:`.ingestion` (Batch Ingestion),
 :mod:`.queries` (Query Service), :mod:`.profiles` (the union profile), :mod:`.segmentation`
 (segment definitions and jobs), :mod:`.profile_exports` (profile export jobs), :mod:`.flows` (Flow
-Service, ad-hoc runs), :mod:`.identity` (namespaces, DLZ credentials), :mod:`.xdm_schema` (XDM
-leaves and flattening), :mod:`.store` (state in PostgreSQL).
+Service), :mod:`.flow_runs` (ad-hoc runs of its flows), :mod:`.identity` (namespaces, DLZ
+credentials), :mod:`.xdm_schema` (XDM leaves and flattening), :mod:`.store` (state in PostgreSQL).
 
 It is a local platform with an HTTP face: it builds on :mod:`aep_propensity.platform.core` and the
 local backend (:mod:`aep_propensity.platform.local`, on PostgreSQL), never on the aep backend.

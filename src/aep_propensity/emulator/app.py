@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from . import catalog, flows, identity, ingestion, profile_exports, queries, registry, segmentation
+from . import catalog, flow_runs, flows, identity, ingestion, profile_exports, queries, registry, segmentation
 from .config import EmulatorConfig
 from .errors import AEPHTTPError, gateway_error, service_error
 from .service import Emulator, EmulatorDep, JsonBody
@@ -182,7 +182,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         queries.resume_queries(emu)
         segmentation.fail_unfinished_jobs(emu)
         profile_exports.fail_unfinished_jobs(emu)
-        flows.fail_unfinished_runs(emu)
+        flow_runs.fail_unfinished_runs(emu)
         logger.info("AEP emulator on %s (schema %s)", config.base_url, config.schema)
         yield
         emu.close()
@@ -198,7 +198,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     app.add_api_route("/emulator/health", health, methods=["GET"])
     app.add_api_route("/emulator/faults", get_faults, methods=["GET"])
     app.add_api_route("/emulator/faults", set_faults, methods=["POST"])
-    for module in (registry, catalog, ingestion, queries, segmentation, profile_exports, flows, identity):
+    for module in (registry, catalog, ingestion, queries, segmentation, profile_exports, flows, flow_runs, identity):
         app.include_router(module.router)
     return app
 
