@@ -25,9 +25,9 @@ from .conftest import aep_config
 
 pytestmark = pytest.mark.postgres
 
-PROFILES = catalog_spec("profiles@chunks")
-EVENTS = catalog_spec("experience_events@chunks")
-SCORES = catalog_spec("propensity_scores@chunks")
+PROFILES = catalog_spec("profiles")
+EVENTS = catalog_spec("experience_events")
+SCORES = catalog_spec("propensity_scores")
 
 
 def profiles_frame(n: int, offset: int = 0) -> pd.DataFrame:
@@ -105,7 +105,7 @@ def test_profile_types_round_trip_and_replace_replays_and_retires_the_old_batch(
     batches = {r.id: r.status for r in aep.batches("profiles")}
     assert batches == {first.id: "deleted", second.id: "success"}
     [(_, created)] = aep.client.get(f"{CATALOG}/batches/{second.id}").items()
-    assert created["replay"] == {"predecessors": [first.id], "reason": "replace"}  # aep-api.md §4
+    assert created["replay"] == {"predecessors": [first.id], "reason": "replace"}  # AEP's batch replay
 
 
 def test_interactive_row_limit(emulator: RunningEmulator) -> None:
@@ -212,7 +212,7 @@ def test_no_token_or_secret_in_logs_errors_or_reprs(aep: AEPPlatform, caplog) ->
     aep.ingest(PROFILES, [profiles_frame(2)])
     aep.query("SELECT count(*) FROM profiles")
     with pytest.raises(AEPError) as caught:
-        aep.run_query("SELECT * FROM missing_table", "bad query")
+        aep.queries.run_query("SELECT * FROM missing_table", "bad query")
     token = aep.client.token()
     texts = [caplog.text, str(caught.value), repr(aep), repr(aep.client), repr(aep.client.credentials)]
     for text in texts:

@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from aep_propensity.platform import ProfileSource, make_platform
-from aep_propensity.platform.aep import AEPClient, AEPError, AEPPlatform, Credentials, audiences, backend
+from aep_propensity.platform.aep import AEPClient, AEPError, AEPPlatform, Credentials
+from aep_propensity.platform.aep import catalog as catalog_module
+from aep_propensity.platform.aep import segmentation as segmentation_module
 from aep_propensity.platform.aep.client import PollTimeout
 from aep_propensity.platform.aep.contract import BATCH_DONE, CATALOG, FLOWS, JOB_DONE, SCHEMAS, SEGMENTS, XED_JSON
 from aep_propensity.platform.aep.xdm import mapping_for
@@ -20,7 +22,7 @@ from tests.conftest import PROJECT
 from tests.emulator_process import CLIENT_ID, CLIENT_SECRET, ORG_ID, RunningEmulator
 
 from .conftest import aep_config
-from .test_backend import EVENTS, PROFILES, SCORES, events_frame, profiles_frame, scores_frame
+from .test_platform import EVENTS, PROFILES, SCORES, events_frame, profiles_frame, scores_frame
 
 pytestmark = pytest.mark.postgres
 
@@ -71,7 +73,7 @@ def flow_objects(aep: AEPPlatform) -> dict[str, int]:
 
 
 def test_catalog_lists_are_read_page_by_page(aep: AEPPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend, "CATALOG_PAGE", 2)  # three datasets and three batches of one: two pages each
+    monkeypatch.setattr(catalog_module, "CATALOG_PAGE", 2)  # three datasets and three batches of one: two pages each
     ids = [aep.ingest(PROFILES, [profiles_frame(2, offset=10 * i)]).id for i in range(3)]
     ids.append(aep.ingest(EVENTS, [events_frame(4)]).id)
     ids.append(aep.ingest(SCORES, [scores_frame("run-a", ["p0"], 0.5, datetime(2026, 10, 1))]).id)
@@ -80,7 +82,7 @@ def test_catalog_lists_are_read_page_by_page(aep: AEPPlatform, monkeypatch: pyte
     assert aep.batches("no_such_dataset") == []
 
 
-def test_only_jobs_of_the_projects_own_audiences_count(aep: AEPPlatform) -> None:
+def test_only_jobs_of_the_projects_own_audiences_count(aep: AEPPlatform, tmp_path) -> None:
     scored_profiles(aep)
     foreign = foreign_definition(aep, "someone else's")
     record = aep.upsert_audience(AudienceDefinition("likely", RULE, "high scores"), profile_source())
@@ -91,19 +93,21 @@ def test_only_jobs_of_the_projects_own_audiences_count(aep: AEPPlatform) -> None
     assert sorted(j.id for j in jobs) == sorted([mixed, own.id])
     assert {(j.audience_id, j.audience_name, j.members) for j in jobs} == {(record.id, "likely", 2)}
     assert [j.id for j in aep.audience_jobs()] == [own.id]
+    destination = FileDestination("files", str(tmp_path / "out"))
     with pytest.raises(PlatformError, match="evaluated none of this project's audiences"):
-        aep.activate([finished_job(aep, [foreign])], FileDestination("files", "/nonexistent"), ["email"])
+        aep.activate([own.id, finished_job(aep, [foreign])], destination, ["email"])
+    assert aep.deliveries() == [] and not (tmp_path / "out").exists()  # every job is checked before any is sent
 
 
 def test_segment_definitions_and_jobs_are_read_page_by_page(aep: AEPPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
     """Needs the emulator's paging of GET /segment/definitions (start, limit, page) and /segment/jobs (_page)."""
-    monkeypatch.setattr(audiences, "SEGMENT_PAGE", 1)
+    monkeypatch.setattr(segmentation_module, "SEGMENT_PAGE", 1)
     scored_profiles(aep)
     foreign_definition(aep, "first of the sandbox")  # the project's definition is on the second page
     definition = AudienceDefinition("likely", RULE, "high scores")
     record = aep.upsert_audience(definition, profile_source())
     assert aep.upsert_audience(definition, profile_source()).change == "unchanged"  # found, not duplicated
-    assert sorted(s["name"] for s in aep._definitions()) == ["first of the sandbox", "likely"]  # noqa: SLF001
+    assert sorted(s["name"] for s in aep.segmentation.definitions()) == ["first of the sandbox", "likely"]
     first, second = aep.evaluate_audience(record.id), aep.evaluate_audience(record.id)
     assert sorted(j.id for j in aep.audience_jobs(latest_only=False)) == sorted([first.id, second.id])
 
@@ -157,7 +161,7 @@ def test_a_batch_still_staging_at_the_poll_timeout_is_aborted_or_named(
     aep: AEPPlatform, emulator: RunningEmulator
 ) -> None:
     """A completed batch not done at the poll timeout gets an ABORT; AEP (and the emulator) refuse it once the
-    batch is past loading (aep-api.md §4), so the error says the batch may still land and names it."""
+    batch is past loading, so the error says the batch may still land and names it."""
     first = aep.ingest(PROFILES, [profiles_frame(2)])
     impatient = make_platform(*aep_config(emulator, poll_timeout_seconds=0.5))
     emulator.set_faults({"batch_delay_seconds": 2})

@@ -1,6 +1,6 @@
-"""The AEP REST contract the ``aep`` backend speaks (aep-api.md names the calls): API paths, page sizes,
-media types, connection and flow spec ids, the statuses that end a batch, a query, a segment job or a flow
-run, and AEP's epoch-millisecond times read."""
+"""The AEP REST contract the ``aep`` backend speaks: API paths, page sizes, media types, connection and flow
+spec ids, the statuses that end a batch, a query, a segment job or a flow run, and AEP's epoch-millisecond
+times read. Adobe's API references: https://developer.adobe.com/experience-platform-apis/."""
 
 from __future__ import annotations
 

@@ -1,6 +1,13 @@
-"""The Flow Service helpers the dataset export (:mod:`.backend`) and activation (:mod:`.audiences`) share:
-the flow objects a run creates (deleted once it is over), the Data Landing Zone's target connections,
-flows and filesystem, and the polling of a flow's runs to their final status."""
+"""The Flow Service helpers that the dataset export (:mod:`.exports`) and activation (:mod:`.destinations`)
+share: the flow objects a run creates (deleted once it is over), the Data Landing Zone's target
+connections, flows and filesystem, and the polling of a flow's runs to their final status.
+
+Adobe's references: the Flow Service API
+(https://developer.adobe.com/experience-platform-apis/references/flow-service/), exporting datasets
+(https://experienceleague.adobe.com/en/docs/experience-platform/destinations/api/export-datasets) and the
+Data Landing Zone destination
+(https://experienceleague.adobe.com/en/docs/experience-platform/destinations/catalog/cloud-storage/data-landing-zone).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from .contract import DLZ_CONNECTION_SPEC, DLZ_CREDENTIALS, DLZ_FLOW_SPEC, FLOWS
 logger = logging.getLogger(__name__)
 
 
-class _FlowObjects:
+class FlowObjects:
     """The Flow Service objects (connections, flows) one export or activation creates. Leaving the ``with``
     block, whatever happened in it, deletes them, newest first (the flow before its connections), so no
     scheduled flow keeps re-running on AEP; a failed DELETE is logged, not raised."""
@@ -40,14 +47,14 @@ class _FlowObjects:
             except AEPError as exc:
                 logger.warning("Could not delete %s %s (delete it on the platform): %s", collection, ident, exc)
 
-    def __enter__(self) -> _FlowObjects:
+    def __enter__(self) -> FlowObjects:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.delete_all()
 
 
-def _target_connection(objects: _FlowObjects, name: str, params: dict[str, Any]) -> str:
+def dlz_target_connection(objects: FlowObjects, name: str, params: dict[str, Any]) -> str:
     """A target connection (on a new base connection) in the Data Landing Zone with ``params`` (path,
     file type, compression); the DLZ needs no credentials."""
     spec = {"id": DLZ_CONNECTION_SPEC, "version": "1.0"}
@@ -61,8 +68,8 @@ def _target_connection(objects: _FlowObjects, name: str, params: dict[str, Any])
     return objects.create("targetConnections", body)["id"]
 
 
-def _flow(
-    objects: _FlowObjects, name: str, source: str, target: str, transformations: list[dict[str, Any]]
+def dlz_flow(
+    objects: FlowObjects, name: str, source: str, target: str, transformations: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """A Data Landing Zone flow from ``source`` to ``target`` (its id and etag)."""
     body: dict[str, Any] = {
@@ -77,7 +84,7 @@ def _flow(
     return objects.create("flows", body)
 
 
-def _dlz_filesystem(client: AEPClient) -> tuple[fsspec.AbstractFileSystem, str]:
+def dlz_filesystem(client: AEPClient) -> tuple[fsspec.AbstractFileSystem, str]:
     """The Data Landing Zone destination container as a filesystem and its root folder."""
     credentials = client.get(DLZ_CREDENTIALS, params={"type": "dlz_destination"})
     uri = credentials["SASUri"]
@@ -87,7 +94,7 @@ def _dlz_filesystem(client: AEPClient) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, credentials["containerName"]
 
 
-def _wait_for_run(client: AEPClient, flow_id: str, what: str) -> dict[str, Any]:
+def wait_for_run(client: AEPClient, flow_id: str, what: str) -> dict[str, Any]:
     """Poll the flow's runs until its newest run is finished (any status but a pending one); only
     ``success`` is OK, any other outcome raises with the run's errors."""
 
@@ -95,26 +102,26 @@ def _wait_for_run(client: AEPClient, flow_id: str, what: str) -> dict[str, Any]:
         items = client.get(f"{FLOWS}/runs", params={"property": f"flowId=={flow_id}"}).get("items", [])
         return max(items, key=lambda run: run.get("createdAt", 0)) if items else None
 
-    run = client.poll(newest, _run_finished, what)
+    run = client.poll(newest, run_finished, what)
     assert run is not None
-    status = _run_status(run)
+    status = run_status(run)
     if status != "success":
-        raise AEPError(f"{what}: flow run {run.get('id')} ended {status}: {_run_errors(run)}")
+        raise AEPError(f"{what}: flow run {run.get('id')} ended {status}: {run_errors(run)}")
     return run
 
 
-def _run_status(run: dict[str, Any] | None) -> str | None:
+def run_status(run: dict[str, Any] | None) -> str | None:
     """A flow run's ``metrics.statusSummary.status``, if it has one yet."""
     return (((run or {}).get("metrics") or {}).get("statusSummary") or {}).get("status")
 
 
-def _run_finished(run: dict[str, Any] | None) -> bool:
+def run_finished(run: dict[str, Any] | None) -> bool:
     """Whether a flow run is over: it has a status and that status is not a pending one."""
-    status = _run_status(run)
+    status = run_status(run)
     return bool(status) and str(status).lower() not in RUN_PENDING
 
 
-def _run_errors(run: dict[str, Any]) -> str:
+def run_errors(run: dict[str, Any]) -> str:
     """A flow run's errors (its status summary's and its activities'), as ``code: message`` text."""
     summaries = [(run.get("metrics") or {}).get("statusSummary") or {}]
     summaries += [activity.get("statusSummary") or {} for activity in run.get("activities") or []]
