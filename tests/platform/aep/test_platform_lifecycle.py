@@ -213,6 +213,25 @@ def test_the_tenant_is_read_once_per_instance(aep: AEPPlatform, emulator: Runnin
         emulator.set_faults({})
 
 
+def test_connection_parameters_are_fetched_once_per_token(aep: AEPPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    fetched: list[str] = []
+    get = aep.client.get
+
+    def counting_get(path: str, **kwargs):
+        if path.endswith("/query/connection_parameters"):
+            fetched.append(path)
+        return get(path, **kwargs)
+
+    monkeypatch.setattr(aep.client, "get", counting_get)
+    aep.ingest(PROFILES, [profiles_frame(3)])
+    aep.create_table_as("copied", "SELECT * FROM profiles")
+    assert aep.handle("copied").row_count == 3 and aep.exists("profiles")
+    assert len(fetched) == 1  # one token: one set of parameters for every connection and query
+    aep.client.renew_token()
+    assert len(aep.query("SELECT ecid FROM copied")) == 3 and len(aep.query("SELECT 1 AS n")) == 1
+    assert len(fetched) == 2
+
+
 def test_sql_errors_are_aep_errors_with_the_query_services_message(aep: AEPPlatform) -> None:
     with pytest.raises(AEPError, match=r'Query Service error 42P01: relation "no_such_table" does not exist'):
         aep.query("SELECT * FROM no_such_table")

@@ -175,6 +175,11 @@ class AEPClient:
         assert self._token is not None
         return self._token
 
+    def renew_token(self) -> str:
+        """Forget the cached token and get a new one (for a service that refused the cached one)."""
+        self._token = None
+        return self.token()
+
     def _fetch_token(self) -> None:
         """Ask IMS for a token (client credentials grant) and cache it until shortly before expiry."""
         form = {
@@ -224,7 +229,7 @@ class AEPClient:
         response = self._send(method, path, json=json, data=data, params=params, headers=headers)
         if response.status_code == 401 and _error_code(response) == "401013":
             logger.info("%s: access token no longer valid; renewing it once", what)
-            self._token = None
+            self.renew_token()
             response = self._send(method, path, json=json, data=data, params=params, headers=headers)
         if response.status_code >= 400:
             raise error_from_response(response, what)

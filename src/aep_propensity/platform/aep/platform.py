@@ -7,8 +7,8 @@ Each component holds one service of AEP and gets what it needs in its constructo
 - :class:`~.catalog.Catalog` (datasets, batches, paging),
 - :class:`~.exports.DatasetExport` (dataset export flows to the Data Landing Zone, copied into the
   port's layout),
-- :class:`~.queries.QueryService` (interactive SQL; CTAS, views and drops through the queries API;
-  bulk reads through an export),
+- :class:`~.queries.QueryService` (interactive SQL with connection parameters cached per token; CTAS,
+  views and drops through the queries API; bulk reads through an export),
 - :class:`~.ingestion.BatchIngestion` (nested XDM Parquet batches, large files, replay and retire,
   abort; the flat views),
 - :class:`~.segmentation.Segmentation` (segment definitions and jobs of the project's own audiences),

@@ -2,7 +2,9 @@
 statements (CTAS, views, drops) through its queries API.
 
 - Interactive SQL goes over psycopg2 with the connection parameters of ``GET
-  /query/connection_parameters`` (``sslmode`` from config).
+  /query/connection_parameters`` (``sslmode`` from config). Their password is the access token, so
+  they are fetched once per token and kept while the client's token is: renewed with it, and fetched
+  again (on a renewed token) when the Query Service refuses a connection for authentication.
 - AEP may cut an interactive result at its row limit (50,000) rather than fail, so a result of that
   many rows is an overflow error; an SQL error is an :class:`~.client.AEPError` with the Query
   Service's SQLSTATE and message. :meth:`QueryService.read_batches` reads interactively what stays
@@ -42,6 +44,10 @@ from .exports import DatasetExport
 
 logger = logging.getLogger(__name__)
 
+#: SQLSTATEs of a connection refused for its credential (invalid_authorization_specification, invalid_password).
+AUTH_REFUSED = {"28000", "28P01"}
+
+
 class QueryService:
     """Interactive queries and handles over psycopg2; CTAS, views and drops through the queries API."""
 
@@ -58,18 +64,33 @@ class QueryService:
         self.dialect = dialect
         self.sslmode = sslmode
         self.interactive_row_limit = interactive_row_limit
+        self._parameters: tuple[str, dict[str, Any]] | None = None  # (the token they came with, the parameters)
 
     # -- connections ----------------------------------------------------------------------------
 
     def connection_parameters(self) -> dict[str, Any]:
-        """The Query Service's connection parameters."""
-        return self.client.get(f"{QUERY}/connection_parameters")
+        """The Query Service's connection parameters, fetched once per access token of the client."""
+        token = self.client.token()
+        if self._parameters is None or self._parameters[0] != token:
+            self._parameters = (token, self.client.get(f"{QUERY}/connection_parameters"))
+        return self._parameters[1]
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
-        """A psycopg2 connection to Query Service with the parameters the API gives."""
+        """A psycopg2 connection to Query Service; a connection refused for authentication renews the
+        token and the connection parameters, then is tried once more."""
         params = self.connection_parameters()
-        conn = self._open(params)
+        try:
+            conn = self._open(params)
+        except _AuthRefused:
+            logger.info("Query Service refused the connection for authentication; renewing the token once")
+            self._parameters = None
+            self.client.renew_token()
+            params = self.connection_parameters()
+            try:
+                conn = self._open(params)
+            except _AuthRefused as exc:
+                raise AEPError(str(exc)) from None
         try:
             if params.get("searchPath"):  # the emulator's schema; real AEP never sends it
                 with conn.cursor() as cur:
@@ -79,7 +100,7 @@ class QueryService:
             conn.close()
 
     def _open(self, params: dict[str, Any]) -> Any:
-        """Open a connection with ``params``."""
+        """Open a connection with ``params``; a refusal for authentication is :class:`_AuthRefused`."""
         where = f"{params['host']}:{params['port']}"
         try:
             return psycopg2.connect(
@@ -92,7 +113,10 @@ class QueryService:
                 connect_timeout=int(self.client.timeout_seconds),
             )
         except psycopg2.OperationalError as exc:
-            raise AEPError(f"connecting to Query Service at {where} failed: {exc}") from None
+            message = f"connecting to Query Service at {where} failed: {exc}"
+            if getattr(exc, "pgcode", None) in AUTH_REFUSED or "authentication" in str(exc).lower():
+                raise _AuthRefused(message) from None
+            raise AEPError(message) from None
 
     # -- interactive ----------------------------------------------------------------------------
 
@@ -191,6 +215,10 @@ class QueryService:
     def _drop_table(self, name: str) -> None:
         """``DROP TABLE IF EXISTS`` through the queries API."""
         self.run_query(transpile(f"DROP TABLE IF EXISTS {identifier(name)}", self.dialect), f"drop {name}")
+
+
+class _AuthRefused(AEPError):
+    """The Query Service refused a connection for its credential."""
 
 
 def query_error(exc: psycopg2.Error) -> AEPError:
