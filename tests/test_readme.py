@@ -210,6 +210,9 @@ EXCLUDED: dict[str, Excluded] = {
     'pip install -e ".[mlflow]"': Excluded(
         "an install; .ci/run installs the mlflow extra", f'{DRY_INSTALL} -e ".[mlflow]"', "project"
     ),
+    'pip install -e ".[emulator]"': Excluded(
+        "an install; the test extra includes it", f'{DRY_INSTALL} -e ".[emulator]"', "project"
+    ),
     'pip install -e ".[aep]"': Excluded(
         "an install for a real sandbox (adlfs)", f'{DRY_INSTALL} -e ".[aep]"', "project"
     ),
