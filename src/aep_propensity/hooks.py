@@ -12,7 +12,6 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,17 +22,11 @@ from kedro.io import CatalogProtocol, DataCatalog
 from kedro.pipeline import Node, Pipeline
 from pydantic import BaseModel
 
+from aep_propensity.run_context import RunContext
+
 logger = logging.getLogger(__name__)
 
 RUN_CONTEXT = "run_context"
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Who this run is: Kedro's run id (unique per session) and when it started (naive UTC)."""
-
-    run_id: str
-    started_at: datetime
 
 
 class RunContextHooks:

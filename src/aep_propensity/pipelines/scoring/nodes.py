@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 
 from aep_propensity.chunks import ChunkSequence
-from aep_propensity.hooks import RunContext
 from aep_propensity.model import PropensityModel
 from aep_propensity.platform import TableHandle, identifier
+from aep_propensity.run_context import RunContext
 from aep_propensity.sql import render_template
 
 
