@@ -13,6 +13,7 @@ import requests
 
 from aep_propensity.datasets import PlatformDestinationDataset
 from aep_propensity.pipelines.activation import nodes
+from aep_propensity.pipelines.activation.params import ActivationParams, PropensityRange
 from aep_propensity.pipelines.scoring.nodes import build_enriched_profiles
 from aep_propensity.platform import (
     ActivationRequest,
@@ -41,11 +42,11 @@ SOURCE = ProfileSource(
         "loyalty.tier": Field("loyalty_tier", "string"),
     },
 )
-PARAMS = nodes.ActivationParams(
+PARAMS = ActivationParams(
     tenant="acme",
     tiers={"high": 0.1, "medium": 0.2},
     histogram_bins=1000,
-    ranges=[nodes.PropensityRange(name="moderate_to_high", min=0.2, max=0.93)],
+    ranges=[PropensityRange(name="moderate_to_high", min=0.2, max=0.93)],
 )
 
 

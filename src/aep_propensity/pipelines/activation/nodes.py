@@ -11,45 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field
 
 from aep_propensity.platform import ActivationRequest, AudienceDefinition, TableHandle, identifier
 from aep_propensity.sql import render_template
 
-
-class PropensityRange(BaseModel):
-    """A fixed audience on the score: ``min <= propensity <= max`` (either bound optional)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    min: float | None = Field(None, ge=0, le=1)
-    max: float | None = Field(None, ge=0, le=1)
-    description: str = ""
-
-
-class RuleAudience(BaseModel):
-    """Any PQL audience."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    rule: str
-    description: str = ""
-
-
-class ActivationParams(BaseModel):
-    """Audience tiers, fixed ranges and rules, and activation options (parameters_activation.yml)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tenant: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    tiers: dict[str, float] | None = None
-    low_tier: str | None = "low"
-    ranges: list[PropensityRange] = []
-    rules: list[RuleAudience] = []
-    histogram_bins: int = Field(200, gt=1)
-    force: bool = False
+from .params import ActivationParams
 
 
 @dataclass(frozen=True)

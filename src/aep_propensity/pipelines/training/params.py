@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from aep_propensity.parameters import FrozenParams
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitParams(_Frozen):
+class SplitParams(FrozenParams):
     """Shares of the rows held out for validation and test."""
 
     validation: float = Field(gt=0, lt=1)
@@ -23,7 +21,7 @@ class SplitParams(_Frozen):
         return self
 
 
-class LightGBMParams(_Frozen):
+class LightGBMParams(FrozenParams):
     """LightGBM settings; the rest of LightGBM's options keep their defaults."""
 
     n_estimators: int = Field(gt=0)
@@ -38,14 +36,14 @@ class LightGBMParams(_Frozen):
     n_jobs: int = Field(1, gt=0)
 
 
-class LogisticParams(_Frozen):
+class LogisticParams(FrozenParams):
     """The baseline's regularisation and iteration budget."""
 
     C: float = Field(gt=0)
     max_iter: int = Field(gt=0)
 
 
-class SearchParams(_Frozen):
+class SearchParams(FrozenParams):
     """An optional random search over LightGBM settings."""
 
     enabled: bool = False
@@ -53,7 +51,7 @@ class SearchParams(_Frozen):
     space: dict[str, list[float | int]] = {}
 
 
-class TrainingParams(_Frozen):
+class TrainingParams(FrozenParams):
     """Everything the training pipeline needs."""
 
     not_features: list[str]
