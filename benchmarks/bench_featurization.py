@@ -26,11 +26,13 @@ import psycopg2
 import pyarrow as pa
 import yaml
 
+from aep_propensity.parameters import TimeDesign
 from aep_propensity.pipelines.data_generation import nodes as generation
 from aep_propensity.pipelines.data_generation.params import DataGenerationParams
 from aep_propensity.pipelines.featurization import nodes
 from aep_propensity.pipelines.featurization.params import FeaturizationParams
 from aep_propensity.platform import DatasetSpec, make_platform
+from aep_propensity.simulation.params import SimulationParams
 from benchmarks.common import PROJECT, base_parameters, peak_rss_mb, timed
 
 FLOOR = 'SELECT ecid, "eventType", count(*) AS n, max("timestamp") AS last_seen FROM experience_events GROUP BY 1, 2'
@@ -40,36 +42,29 @@ PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 def load(platform, people: int) -> None:
     """Generate ``people`` with the default parameters and ingest them."""
     catalog = yaml.safe_load((PROJECT / "conf/base/catalog_01_raw.yml").read_text())
+    simulation = SimulationParams(**base_parameters("simulation"))
     params = DataGenerationParams(**base_parameters("data_generation", people=people))
-    latents = generation.draw_person_latents(params)
+    latents = generation.draw_person_latents(simulation, params)
     platform.ingest(
         DatasetSpec.from_config("experience_events", catalog["experience_events@chunks"]["schema"]),
-        generation.simulate_events(latents, params),
+        generation.simulate_events(latents, simulation, params),
         replace=True,
     )
     platform.ingest(
         DatasetSpec.from_config("profiles", catalog["profiles@chunks"]["schema"]),
-        generation.simulate_profiles(latents, params),
+        generation.simulate_profiles(latents, simulation, params),
         replace=True,
     )
 
 
-def feature_params() -> FeaturizationParams:
-    """The default featurization parameters with the default window."""
-    globals_ = yaml.safe_load((PROJECT / "conf/base/globals.yml").read_text())
-    return FeaturizationParams(**{**base_parameters("featurization"), "window": globals_["window"]})
-
-
-def pandas_features(events: pd.DataFrame, params: FeaturizationParams) -> pd.DataFrame:
+def pandas_features(events: pd.DataFrame, params: FeaturizationParams, time: TimeDesign) -> pd.DataFrame:
     """The point-in-time counts, recent counts, recency and activity with a plain pandas groupby."""
-    cutoff = pd.Timestamp(params.training_cutoff)
-    history = events[
-        (events["timestamp"] >= cutoff - pd.Timedelta(days=params.lookback_days)) & (events["timestamp"] < cutoff)
-    ]
+    cutoff = pd.Timestamp(time.training_cutoff)
+    history = events[(events["timestamp"] >= cutoff - time.lookback) & (events["timestamp"] < cutoff)]
     grouped = history.groupby(["ecid", "eventType"], observed=True)["timestamp"]
     counts = grouped.size().unstack(fill_value=0)
     recency = ((cutoff - grouped.max()).dt.total_seconds() / 86_400).unstack()
-    parts = [counts, recency.fillna(params.lookback_days)]
+    parts = [counts, recency.fillna(time.lookback_days)]
     for days in params.recent_days:
         recent = history[history["timestamp"] >= cutoff - pd.Timedelta(days=days)]
         parts.append(recent.groupby(["ecid", "eventType"], observed=True).size().unstack(fill_value=0))
@@ -92,7 +87,8 @@ def main() -> None:
     if args.export:
         print(json.dumps(export_once(*args.export)))
         return
-    params = feature_params()
+    params = FeaturizationParams(**base_parameters("featurization"))
+    time = TimeDesign(**base_parameters("time_design"))
     with tempfile.TemporaryDirectory() as folder:
         duck = make_platform(
             {"backend": "duckdb", "path": f"{folder}/platform.duckdb", "memory_limit": "6GB", "threads": 2}
@@ -100,8 +96,8 @@ def main() -> None:
         seconds, _ = timed(lambda: load(duck, args.people))
         events, profiles = duck.handle("experience_events"), duck.handle("profiles")
         print(f"{args.people:,} people, {events.row_count:,} events generated and ingested in {seconds:.1f} s")
-        training = nodes.build_training_features(events, profiles, params)
-        scoring = nodes.build_scoring_features(events, profiles, params)
+        training = nodes.build_training_features(events, profiles, params, time)
+        scoring = nodes.build_scoring_features(events, profiles, params, time)
         floor, train, score = [], [], []
         for _ in range(args.repeats):
             floor.append(timed(lambda: duck.create_table_as("floor", FLOOR))[0])
@@ -134,7 +130,7 @@ def main() -> None:
             f"peak RSS of the exporting process {exported['peak_rss_mb']:,.0f} MiB"
         )
         frame = pa_to_pandas(duck)
-        seconds, _ = timed(lambda: pandas_features(frame, params))
+        seconds, _ = timed(lambda: pandas_features(frame, params, time))
         print(f"pandas groupby of the same features (events already in memory): {seconds:.2f} s = {seconds / f:.2f}x")
         if not args.skip_postgres:
             postgres_reference(duck, training)

@@ -20,13 +20,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 SHARED_BENCH = PROJECT.parent / "shared" / "bench"
 
 
-def base_parameters(pipeline: str, **overrides: Any) -> dict[str, Any]:
-    """conf/base/parameters_<pipeline>.yml with the globals it uses resolved, and ``overrides``."""
+def base_parameters(key: str, **overrides: Any) -> dict[str, Any]:
+    """The ``key`` parameters of conf/base/parameters_<key>.yml with the window of the globals, and ``overrides``."""
     globals_ = yaml.safe_load((PROJECT / "conf/base/globals.yml").read_text())
-    raw = yaml.safe_load((PROJECT / f"conf/base/parameters_{pipeline}.yml").read_text())[pipeline]
-    text = json.dumps(raw)
-    text = text.replace('"${globals:window.start}"', json.dumps(globals_["window"]["start"]))
-    text = text.replace('"${globals:window.weeks}"', str(globals_["window"]["weeks"]))
+    raw = yaml.safe_load((PROJECT / f"conf/base/parameters_{key}.yml").read_text())[key]
+    text = json.dumps(raw).replace('"${globals:window}"', json.dumps(globals_["window"]))
     return {**json.loads(text), **overrides}
 
 

@@ -13,23 +13,32 @@ import yaml
 from pydantic import ValidationError
 
 from aep_propensity.datasets import PlatformExportDataset
-from aep_propensity.pipelines.data_generation import nodes as generation
+from aep_propensity.parameters import TimeDesign
 from aep_propensity.pipelines.featurization import nodes
 from aep_propensity.pipelines.featurization.params import FeaturizationParams
 from aep_propensity.platform import TableHandle, make_platform
 from tests.catalog_specs import catalog_spec
 from tests.conftest import platform_config
+from tests.pipelines.data_generation.test_pipeline import generated_tables
 from tests.pipelines.data_generation.test_pipeline import make_params as generation_params
+from tests.simulation.helpers import WINDOW
 
 PROJECT = Path(__file__).resolve().parents[3]
 EVENTS = catalog_spec("experience_events")
 PROFILES = catalog_spec("profiles")
 BASE = yaml.safe_load((PROJECT / "conf/base/parameters_featurization.yml").read_text())["featurization"]
+BASE_TIME = yaml.safe_load((PROJECT / "conf/base/parameters_time_design.yml").read_text())["time_design"]
+FEATURES = FeaturizationParams(**BASE)
 
 
 def feature_params(**overrides) -> FeaturizationParams:
-    """The base featurization parameters over a 10-week window from 2026-01-05."""
-    return FeaturizationParams(**{**BASE, "window": {"start": "2026-01-05T00:00:00", "weeks": 10}, **overrides})
+    """The base featurization parameters with ``overrides``."""
+    return FeaturizationParams(**{**BASE, **overrides})
+
+
+def time_design(**overrides) -> TimeDesign:
+    """The base time design over a 10-week window from 2026-01-05, with ``overrides``."""
+    return TimeDesign(**{**BASE_TIME, "window": {"start": "2026-01-05T00:00:00", "weeks": 10}, **overrides})
 
 
 def events_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -77,7 +86,7 @@ HAND_BUILT = events_frame(
         ("F", "web.formFilledOut", "2026-03-02 00:00:00"),  # conversion exactly at the cutoff: label 1
     ]
 )
-HAND_PARAMS = feature_params(cutoff="2026-03-02T00:00:00", horizon_days=7)
+HAND_TIME = time_design(cutoff="2026-03-02T00:00:00", horizon_days=7)
 
 
 def test_point_in_time_features_by_hand(platform):
@@ -91,7 +100,7 @@ def test_point_in_time_features_by_hand(platform):
         )
     platform.ingest(PROFILES, [profiles_frame(["A", "B", "C", "D", "E", "F"])], replace=True)
     events, profiles = platform.handle("experience_events"), platform.handle("profiles")
-    platform.create_table_as("training_features", nodes.build_training_features(events, profiles, HAND_PARAMS))
+    platform.create_table_as("training_features", nodes.build_training_features(events, profiles, FEATURES, HAND_TIME))
     got = platform.query('SELECT * FROM "training_features" ORDER BY ecid').set_index("ecid")
 
     assert list(got.index) == ["A", "C", "D", "E", "F"]  # B converted before the cutoff
@@ -109,30 +118,25 @@ def test_point_in_time_features_by_hand(platform):
     assert got.loc["A", "tenure_days"] == (date(2026, 3, 2) - date(2020, 3, 2)).days
     assert got.loc["A", "age"] == 2026 - 1990
 
-    platform.create_table_as("scoring_features", nodes.build_scoring_features(events, profiles, HAND_PARAMS))
+    platform.create_table_as("scoring_features", nodes.build_scoring_features(events, profiles, FEATURES, HAND_TIME))
     scoring = platform.query('SELECT ecid, converted, n_email_opened_56d FROM "scoring_features"').set_index("ecid")
     assert scoring["converted"].to_dict() == {"A": True, "B": True, "C": True, "D": False, "E": False, "F": True}
     assert scoring.loc["A", "n_email_opened_56d"] == 1  # at the scoring time the opened email is history
 
-    platform.create_table_as("data_quality", nodes.report_data_quality(events, HAND_PARAMS))
+    platform.create_table_as("data_quality", nodes.report_data_quality(events, FEATURES, HAND_TIME))
     quality = platform.query('SELECT * FROM "data_quality"').iloc[0].to_dict()
     assert quality == {"events": 15, "null_identity": 1, "unknown_event_type": 1, "outside_window": 1, "excluded": 3}
 
 
 def generated_data(people: int = 2_000) -> tuple[pa.Table, pa.Table]:
     """Events and profiles from the simulator."""
-    params = generation_params(people=people, people_per_chunk=people)
-    latents = generation.draw_person_latents(params)
-    return (
-        pa.concat_tables(generation.simulate_events(latents, params)),
-        pa.concat_tables(generation.simulate_profiles(latents, params)),
-    )
+    return generated_tables(generation_params(people=people, people_per_chunk=people))
 
 
 @pytest.mark.parametrize("feature_set", ["point_in_time", "cmle"])
 def test_engines_compute_identical_features(feature_set, tmp_path, pg_schema):
     events, profiles = generated_data()
-    params = feature_params(window={"start": "2026-08-03T00:00:00", "weeks": 10}, feature_set=feature_set)
+    params, time = feature_params(feature_set=feature_set), time_design(window=WINDOW)
     frames = {}
     for engine, schema in (("duckdb", None), ("postgres", pg_schema)):
         platform = make_platform(*platform_config(engine, tmp_path, schema))
@@ -140,7 +144,7 @@ def test_engines_compute_identical_features(feature_set, tmp_path, pg_schema):
         platform.ingest(PROFILES, [profiles], replace=True)
         handles = platform.handle("experience_events"), platform.handle("profiles")
         for name, build in (("training", nodes.build_training_features), ("scoring", nodes.build_scoring_features)):
-            platform.create_table_as(f"{name}_features", build(*handles, params))
+            platform.create_table_as(f"{name}_features", build(*handles, params, time))
             rows = platform.read_batches(f'SELECT * FROM "{name}_features"')
             frame = pa.Table.from_batches(list(rows)).to_pandas().sort_values("ecid", ignore_index=True)
             frames[engine, name] = frame
@@ -214,19 +218,36 @@ def test_export_dataset_round_trip(platform, tmp_path, engine_name):
         ({"cutoff": "2026-03-10T00:00:00"}, "ends after the data window"),
         ({"lookback_days": 90}, "starts before the data window"),
         ({"scoring_time": "2027-01-01T00:00:00"}, "scoring_time"),
-        ({"event_types": ["web.formFilledOut"]}, "must not include the conversion event"),
-        ({"event_types": ["drop table x"]}, "not event type names"),
     ],
 )
 def test_bad_windows_are_clear_errors(override, message):
     with pytest.raises(ValidationError, match=message):
+        time_design(**override)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"event_types": ["web.formFilledOut"]}, "must not include the conversion event"),
+        ({"event_types": ["drop table x"]}, "not event type names"),
+    ],
+)
+def test_bad_event_types_are_clear_errors(override, message):
+    with pytest.raises(ValidationError, match=message):
         feature_params(**override)
+
+
+def test_recent_days_must_lie_inside_the_lookback():
+    events = TableHandle("experience_events", tuple(EVENTS.column_names), 1)
+    profiles = TableHandle("profiles", tuple(PROFILES.column_names), 1)
+    with pytest.raises(ValueError, match="recent_days must each be between 1 and lookback_days - 1"):
+        nodes.build_training_features(events, profiles, feature_params(recent_days=[7, 56]), time_design())
 
 
 def test_missing_column_is_named():
     events = TableHandle("experience_events", ("_id", "ecid", "timestamp"), 10)
     with pytest.raises(ValueError, match="has no column 'eventType'"):
-        nodes.build_training_features(events, TableHandle("profiles", ("ecid",), 1), feature_params())
+        nodes.build_training_features(events, TableHandle("profiles", ("ecid",), 1), FEATURES, time_design())
 
 
 def test_kedro_run_featurization(tmp_path, kedro_session):

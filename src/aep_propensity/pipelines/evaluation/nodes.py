@@ -1,7 +1,7 @@
 """Nodes of the evaluation pipeline: the oracle's AUC on the test rows, beside the models' AUCs.
 
-The oracle is the simulator's true conversion probability for each test person (see oracle.py);
-its AUC is the best any model could reach on these rows. Synthetic data only.
+The oracle (``aep_propensity.simulation.oracle``) is the simulator's true conversion probability for
+each test person; its AUC is the best any model could reach on these rows. Synthetic data only.
 """
 
 from __future__ import annotations
@@ -11,42 +11,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
-from aep_propensity.pipelines.data_generation.params import DataGenerationParams
-from aep_propensity.pipelines.featurization.params import FeaturizationParams
+from aep_propensity.parameters import TimeDesign
 from aep_propensity.platform import TableHandle, identifier, literal
+from aep_propensity.simulation.oracle import oracle_probabilities
+from aep_propensity.simulation.params import SimulationParams
 from aep_propensity.sql import render_template
 
-from .oracle import oracle_probabilities
+from .params import EvaluationParams
 
 logger = logging.getLogger(__name__)
 
 
-class EvaluationParams(BaseModel):
-    """Monte Carlo sizes and seed (conf/base/parameters_evaluation.yml)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    replicas: int = Field(gt=1)
-    seed: int = Field(ge=0)
-    auc_draws: int = Field(200, gt=1)
-
-
-def select_oracle_history(events: TableHandle, featurization: FeaturizationParams) -> str:
+def select_oracle_history(events: TableHandle, time: TimeDesign) -> str:
     """SQL: every event strictly before the training cutoff (nothing stored after it can leak)."""
-    return render_template(
-        "events_before.sql", events=identifier(events.name), before=literal(featurization.training_cutoff)
-    )
+    return render_template("events_before.sql", events=identifier(events.name), before=literal(time.training_cutoff))
 
 
 def estimate_oracle(
     history: pd.DataFrame,
     truth: pd.DataFrame,
     test_predictions: pd.DataFrame,
-    generation: DataGenerationParams,
-    featurization: FeaturizationParams,
+    simulation: SimulationParams,
+    time: TimeDesign,
     params: EvaluationParams,
 ) -> pd.DataFrame:
     """Each test person's true probability of converting within the horizon, with its standard error.
@@ -54,8 +42,8 @@ def estimate_oracle(
     Empty when the data was generated in cmle mode, whose overwritten children make the truth
     depend on generation order rather than time (no oracle is defined for it).
     """
-    if generation.mode != "default":
-        logger.warning("No oracle for %s-mode data: evaluation reports the models only", generation.mode)
+    if simulation.mode != "default":
+        logger.warning("No oracle for %s-mode data: evaluation reports the models only", simulation.mode)
         return pd.DataFrame(
             {
                 "ecid": pd.Series(dtype="string"),
@@ -69,9 +57,9 @@ def estimate_oracle(
     return oracle_probabilities(
         history,
         engagement,
-        generation,
-        featurization.training_cutoff,
-        featurization.horizon,
+        simulation,
+        time.training_cutoff,
+        time.horizon,
         params.replicas,
         params.seed,
     )

@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 select_oracle_history,
-                ["experience_events@handle", "params:featurization"],
+                ["experience_events@handle", "params:time_design"],
                 "oracle_history@sql",
                 name="select_oracle_history",
             ),
@@ -21,8 +21,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "oracle_history@pandas",
                     "simulation_truth",
                     "test_predictions",
-                    "params:data_generation",
-                    "params:featurization",
+                    "params:simulation",
+                    "params:time_design",
                     "params:evaluation",
                 ],
                 "oracle_probabilities",

@@ -15,6 +15,7 @@ from datetime import timedelta
 import pandas as pd
 from matplotlib.figure import Figure
 
+from aep_propensity.parameters import TimeDesign
 from aep_propensity.platform import Sql, TableHandle, identifier, literal, literal_list
 from aep_propensity.sql import render_template
 
@@ -32,7 +33,7 @@ RATES = {
     "proposition_interact_rate": ("decisioning.propositionInteract", "decisioning.propositionDisplay"),
 }
 
-# The original's 14 features (cmle-notebooks.md §3.3), with its propositionDismiss bug fixed.
+# The original's 14 features, with its propositionDismiss bug fixed.
 CMLE_COUNTS = {
     "emails_received": "directMarketing.emailSent",
     "emails_opened": "directMarketing.emailOpened",
@@ -76,29 +77,31 @@ class _TypeColumns:
     days_since: Sql
 
 
-def _common_values(events: TableHandle, params: FeaturizationParams) -> dict[str, Sql]:
+def _common_values(events: TableHandle, params: FeaturizationParams, time: TimeDesign) -> dict[str, Sql]:
     """Template values shared by the feature and data-quality queries."""
     _require_columns(events, EVENT_COLUMNS)
     return {
         "events": identifier(events.name),
         "known_types": literal_list([*params.event_types, params.conversion_event]),
         "conversion_event": literal(params.conversion_event),
-        "window_start": literal(params.window.start),
-        "window_end": literal(params.window.end),
+        "window_start": literal(time.window.start),
+        "window_end": literal(time.window.end),
     }
 
 
 def _point_in_time_query(
-    events: TableHandle, profiles: TableHandle, params: FeaturizationParams, training: bool
+    events: TableHandle, profiles: TableHandle, params: FeaturizationParams, time: TimeDesign, training: bool
 ) -> str:
     """The point-in-time feature query at the training cutoff (training) or the scoring time."""
-    common = _common_values(events, params)
+    common = _common_values(events, params, time)
     _require_columns(profiles, PROFILE_COLUMNS)
-    cutoff = params.training_cutoff if training else params.scoring_at
+    cutoff = time.training_cutoff if training else time.scoring_at
     slugs = [type_slug(name) for name in params.event_types]
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"event_types give clashing column names: {slugs}")
-    days = params.lookback_days
+    days = time.lookback_days
+    if not all(0 < recent < days for recent in params.recent_days):
+        raise ValueError(f"recent_days must each be between 1 and lookback_days - 1, got {params.recent_days}")
     types = [
         _TypeColumns(
             literal=literal(name),
@@ -126,20 +129,20 @@ def _point_in_time_query(
         types=types,
         recent=[{"start": literal(cutoff - timedelta(days=recent))} for recent in params.recent_days],
         rates=rates,
-        lookback_start=literal(cutoff - params.lookback),
+        lookback_start=literal(cutoff - time.lookback),
         cutoff=literal(cutoff),
         cutoff_date=literal(cutoff.date()),
         cutoff_year=cutoff.year,
-        horizon_end=literal(cutoff + params.horizon),
+        horizon_end=literal(cutoff + time.horizon),
         no_event_days=days,
     )
 
 
-def _cmle_query(events: TableHandle, params: FeaturizationParams, training: bool) -> str:
+def _cmle_query(events: TableHandle, params: FeaturizationParams, time: TimeDesign, training: bool) -> str:
     """The original's running-window feature query (training rows or each person's latest event)."""
     return render_template(
         "cmle_features.sql",
-        **_common_values(events, params),
+        **_common_values(events, params, time),
         training=training,
         seed=literal(str(params.seed)),
         counts=[{"name": identifier(name), "literal": literal(kind)} for name, kind in CMLE_COUNTS.items()],
@@ -147,23 +150,27 @@ def _cmle_query(events: TableHandle, params: FeaturizationParams, training: bool
     )
 
 
-def build_training_features(events: TableHandle, profiles: TableHandle, params: FeaturizationParams) -> str:
+def build_training_features(
+    events: TableHandle, profiles: TableHandle, params: FeaturizationParams, time: TimeDesign
+) -> str:
     """SQL for the training table: features at the cutoff and the label (or the cmle set's rows)."""
     if params.feature_set == "cmle":
-        return _cmle_query(events, params, training=True)
-    return _point_in_time_query(events, profiles, params, training=True)
+        return _cmle_query(events, params, time, training=True)
+    return _point_in_time_query(events, profiles, params, time, training=True)
 
 
-def build_scoring_features(events: TableHandle, profiles: TableHandle, params: FeaturizationParams) -> str:
+def build_scoring_features(
+    events: TableHandle, profiles: TableHandle, params: FeaturizationParams, time: TimeDesign
+) -> str:
     """SQL for the scoring table: the same features at the scoring time for every profile, converted flagged."""
     if params.feature_set == "cmle":
-        return _cmle_query(events, params, training=False)
-    return _point_in_time_query(events, profiles, params, training=False)
+        return _cmle_query(events, params, time, training=False)
+    return _point_in_time_query(events, profiles, params, time, training=False)
 
 
-def report_data_quality(events: TableHandle, params: FeaturizationParams) -> str:
+def report_data_quality(events: TableHandle, params: FeaturizationParams, time: TimeDesign) -> str:
     """SQL counting the events the features exclude, by reason."""
-    return render_template("data_quality.sql", **_common_values(events, params))
+    return render_template("data_quality.sql", **_common_values(events, params, time))
 
 
 def select_training_export(training_features: TableHandle) -> TableHandle:

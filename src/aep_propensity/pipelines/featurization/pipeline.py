@@ -19,6 +19,7 @@ from .nodes import (
 )
 
 PARAMS = "params:featurization"
+TIME_DESIGN = "params:time_design"
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -53,7 +54,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(plot_correlation, "eda_correlation@pandas", "eda_correlation_plot", name="plot_correlation"),
             Node(
                 report_data_quality,
-                ["experience_events@handle", PARAMS],
+                ["experience_events@handle", PARAMS, TIME_DESIGN],
                 "data_quality@sql",
                 name="report_data_quality",
             ),
@@ -64,13 +65,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 build_training_features,
-                ["experience_events@handle", "profiles@handle", PARAMS],
+                ["experience_events@handle", "profiles@handle", PARAMS, TIME_DESIGN],
                 "training_features@sql",
                 name="build_training_features",
             ),
             Node(
                 build_scoring_features,
-                ["experience_events@handle", "profiles@handle", PARAMS],
+                ["experience_events@handle", "profiles@handle", PARAMS, TIME_DESIGN],
                 "scoring_features@sql",
                 name="build_scoring_features",
             ),

@@ -46,17 +46,18 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from aep_propensity.pipelines.data_generation.params import CONVERSION_EVENT, DataGenerationParams
-from aep_propensity.pipelines.data_generation.simulator import (
+from .params import CONVERSION_EVENT, SimulationParams
+from .simulator import (
+    DRAWS_CONVERSION,
     TYPE_CODE,
     TYPE_NAMES,
     US_PER_HOUR,
     US_PER_SECOND,
     clipped_walk,
+    propensity_deltas,
 )
 
 UNITS_PER_BLOCK = 2_000_000
-_DRAWS = np.array([not name.startswith(("directMarketing", "advertising")) for name in TYPE_NAMES])
 _US = timedelta(microseconds=1)
 
 
@@ -93,7 +94,7 @@ class _Future:
 def oracle_probabilities(
     history: pd.DataFrame,
     engagement: pd.Series,
-    params: DataGenerationParams,
+    params: SimulationParams,
     cutoff: datetime,
     horizon: timedelta,
     replicas: int,
@@ -130,11 +131,11 @@ def oracle_probabilities(
     )
 
 
-def _future_timing(params: DataGenerationParams, cutoff: datetime, horizon: timedelta) -> _Future:
+def _future_timing(params: SimulationParams, cutoff: datetime, horizon: timedelta) -> _Future:
     """Where the future ends and where its base events fall, in microseconds from the cutoff."""
     end = horizon // _US - round(params.propensity.conversion_delay_seconds * US_PER_SECOND)
-    window_start = (params.start - cutoff) // _US
-    window_end = window_start + params.weeks * 7 * 24 * US_PER_HOUR
+    window_start = (params.window.start - cutoff) // _US
+    window_end = window_start + params.window.weeks * 7 * 24 * US_PER_HOUR
     return _Future(end, (max(0, window_start), min(end, window_end)))
 
 
@@ -147,20 +148,20 @@ def _block_people(future: _Future, replicas: int) -> int:
 
 
 def _person_state(
-    history: pd.DataFrame, engagement: pd.Series, params: DataGenerationParams, cutoff: datetime, future: _Future
+    history: pd.DataFrame, engagement: pd.Series, params: SimulationParams, cutoff: datetime, future: _Future
 ) -> _PersonState:
     """The propensity at the cutoff and the expected future base events and pending children per person."""
     person, age, code = _history_events(history, engagement.index, cutoff)
     people = len(engagement)
     counts = np.bincount(person, minlength=people)
     ends = np.cumsum(counts)
-    walk = clipped_walk(_deltas(params)[code], ends - counts, counts, params.propensity.initial)
+    walk = clipped_walk(propensity_deltas(params)[code], ends - counts, counts, params.propensity.initial)
     propensity = np.full(people, params.propensity.initial)
     propensity[counts > 0] = walk[ends[counts > 0] - 1]
     lo, hi = future.base_span
-    share = max(0, hi - lo) / (params.weeks * 7 * 24 * US_PER_HOUR)
+    share = max(0, hi - lo) / (params.window.weeks * 7 * 24 * US_PER_HOUR)
     values = engagement.to_numpy(dtype=float)
-    base = {name: rate * params.weeks * share * values for name, rate in params.active_rates.base.items()}
+    base = {name: rate * params.window.weeks * share * values for name, rate in params.active_rates.base.items()}
     return _PersonState(propensity, base, _pending_means(person, age, code, people, params))
 
 
@@ -186,13 +187,8 @@ def _history_events(
     return person[order], age[order], code[order]
 
 
-def _deltas(params: DataGenerationParams) -> np.ndarray:
-    """The propensity delta of each type code."""
-    return np.array([params.propensity.deltas[name] for name in TYPE_NAMES])
-
-
 def _pending_means(
-    person: np.ndarray, age: np.ndarray, code: np.ndarray, people: int, params: DataGenerationParams
+    person: np.ndarray, age: np.ndarray, code: np.ndarray, people: int, params: SimulationParams
 ) -> dict[str, np.ndarray]:
     """Per child type, each person's expected number of children of past parents landing after the cutoff."""
     rates = params.active_rates.children
@@ -203,7 +199,7 @@ def _pending_means(
             delay = params.delay_hours[kid] * US_PER_HOUR
             if delay == 0:
                 continue
-            weights = rates[kid] * params.weeks * np.exp(-age[of_parent] / delay)
+            weights = rates[kid] * params.window.weeks * np.exp(-age[of_parent] / delay)
             mean = np.bincount(person[of_parent], weights, minlength=people)
             means[kid] = means[kid] + mean if kid in means else mean
     return means
@@ -222,7 +218,7 @@ def _delays(hours: float, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _future_events(
-    state: _PersonState, params: DataGenerationParams, future: _Future, replicas: int, rng: np.random.Generator
+    state: _PersonState, params: SimulationParams, future: _Future, replicas: int, rng: np.random.Generator
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per type, the (unit, µs from the cutoff) of every future event before ``future.end``."""
     lo, hi = future.base_span
@@ -242,7 +238,7 @@ def _future_events(
     for parent, kids in params.children.items():
         parent_unit, parent_time = events.get(parent, (np.empty(0, np.int64), np.empty(0, np.int64)))
         for kid in kids:
-            counts = rng.poisson(params.active_rates.children[kid] * params.weeks, size=len(parent_unit))
+            counts = rng.poisson(params.active_rates.children[kid] * params.window.weeks, size=len(parent_unit))
             delays = _delays(params.delay_hours[kid], int(counts.sum()), rng)
             add(kid, np.repeat(parent_unit, counts), np.repeat(parent_time, counts) + delays)
     return events
@@ -258,7 +254,7 @@ def _until_last_draw(
     """
     last = np.full(units, -1)
     for name, (unit, time) in events.items():
-        if _DRAWS[TYPE_CODE[name]]:
+        if DRAWS_CONVERSION[TYPE_CODE[name]]:
             np.maximum.at(last, unit, time)
     names = sorted(events, key=TYPE_CODE.__getitem__)
     keep = {name: events[name][1] <= last[events[name][0]] for name in names}
@@ -269,7 +265,7 @@ def _until_last_draw(
 
 
 def _simulate_block(
-    state: _PersonState, params: DataGenerationParams, future: _Future, replicas: int, rng: np.random.Generator
+    state: _PersonState, params: SimulationParams, future: _Future, replicas: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Whether each unit of a block converts inside the horizon (person-major: unit = person x replicas + replica).
 
@@ -286,9 +282,9 @@ def _simulate_block(
     unit, code = unit[order], code[order]
     counts = np.bincount(unit, minlength=units)[starting]
     starts = np.cumsum(counts) - counts  # each starting unit's pseudo-event
-    delta = _deltas(params)[code]
+    delta = propensity_deltas(params)[code]
     delta[starts] = np.repeat(state.propensity, replicas)[starting]
-    draws = _DRAWS[code]
+    draws = DRAWS_CONVERSION[code]
     draws[starts] = False
     propensity = clipped_walk(delta, starts, counts, 0.0)
     drawing = np.flatnonzero(draws)

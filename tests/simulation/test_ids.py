@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from aep_propensity.pipelines.data_generation.ids import _ecid_part, ecids, email_addresses, event_ids
+from aep_propensity.simulation.ids import _ecid_part, ecids, email_addresses, event_ids
 
 EDGE_INDICES = [0, 1, 9, 10, 99, 100, 12345, 99999, 100000, 999999999]
 PAD_DIGITS = "0123456789012345678"

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aep_propensity.pipelines.data_generation.params import CONVERSION_EVENT, DataGenerationParams
-from aep_propensity.pipelines.data_generation.simulator import TYPE_CODE, TYPE_NAMES, Events, simulate_chunk
-from aep_propensity.pipelines.evaluation.oracle import oracle_probabilities
-from tests.pipelines.data_generation.test_pipeline import make_params
+from aep_propensity.simulation.oracle import oracle_probabilities
+from aep_propensity.simulation.params import CONVERSION_EVENT, SimulationParams
+from aep_propensity.simulation.simulator import TYPE_CODE, TYPE_NAMES, Events, simulate_chunk
+from tests.simulation.helpers import simulation_params
 
 HORIZON = timedelta(days=14)
 
@@ -27,27 +27,27 @@ def history_frame(rows: list[tuple[str, str, datetime]]) -> pd.DataFrame:
     )
 
 
-def simulated_history(events: Events, params: DataGenerationParams, cutoff: datetime) -> pd.DataFrame:
+def simulated_history(events: Events, params: SimulationParams, cutoff: datetime) -> pd.DataFrame:
     """The simulated events strictly before the cutoff, as a history table (ecid = person index)."""
-    before = events.time < (cutoff - params.start) // timedelta(microseconds=1)
+    before = events.time < (cutoff - params.window.start) // timedelta(microseconds=1)
     return pd.DataFrame(
         {
             "ecid": events.person[before],
             "eventType": np.array(TYPE_NAMES)[events.code[before]],
-            "timestamp": np.datetime64(params.start, "us") + events.time[before].astype("timedelta64[us]"),
+            "timestamp": np.datetime64(params.window.start, "us") + events.time[before].astype("timedelta64[us]"),
         }
     )
 
 
-def converting(events: Events, params: DataGenerationParams, since: datetime, until: datetime) -> np.ndarray:
+def converting(events: Events, params: SimulationParams, since: datetime, until: datetime) -> np.ndarray:
     """The people (indices) with a conversion in [since, until)."""
     us = timedelta(microseconds=1)
-    lo, hi = (since - params.start) // us, (until - params.start) // us
+    lo, hi = (since - params.window.start) // us, (until - params.window.start) // us
     hit = (events.code == TYPE_CODE[CONVERSION_EVENT]) & (events.time >= lo) & (events.time < hi)
     return np.unique(events.person[hit])
 
 
-def one_person(params: DataGenerationParams, rows: list[tuple[str, datetime]], cutoff: datetime) -> float:
+def one_person(params: SimulationParams, rows: list[tuple[str, datetime]], cutoff: datetime) -> float:
     """The probability of one person with engagement 1 and the given (eventType, timestamp) history.
 
     Every call uses the same seed, so people with the same engagement and no pending children share
@@ -60,12 +60,12 @@ def one_person(params: DataGenerationParams, rows: list[tuple[str, datetime]], c
 
 @pytest.mark.parametrize("engagement", [0.5, 3.0])
 def test_matches_the_simulator_from_the_window_start(engagement: float):
-    params = make_params()
+    params = simulation_params()
     people = 200_000 if engagement < 1 else 100_000
     events = simulate_chunk(np.full(people, engagement), params, np.random.default_rng(1))
-    empirical = len(converting(events, params, params.start, params.start + HORIZON)) / people
+    empirical = len(converting(events, params, params.window.start, params.window.start + HORIZON)) / people
     evaluated = pd.Series(engagement, index=[f"p{i}" for i in range(2_000)])
-    oracle = oracle_probabilities(history_frame([]), evaluated, params, params.start, HORIZON, 200, 2)
+    oracle = oracle_probabilities(history_frame([]), evaluated, params, params.window.start, HORIZON, 200, 2)
     estimate = oracle["probability"].mean()
     error = np.sqrt(empirical * (1 - empirical) / people + (oracle["standard_error"] ** 2).mean() / len(evaluated))
     assert abs(estimate - empirical) < 4 * error
@@ -73,9 +73,9 @@ def test_matches_the_simulator_from_the_window_start(engagement: float):
 
 
 def test_higher_engagement_converts_more():
-    params = make_params()
+    params = simulation_params()
     evaluated = pd.Series([0.5, 3.0], index=["low", "high"])
-    oracle = oracle_probabilities(history_frame([]), evaluated, params, params.start, HORIZON, 20_000, 3)
+    oracle = oracle_probabilities(history_frame([]), evaluated, params, params.window.start, HORIZON, 20_000, 3)
     low, high = oracle["probability"]
     assert high > low + 4 * oracle["standard_error"].max()
 
@@ -86,11 +86,11 @@ def test_matches_the_simulator_after_a_history():
     A one-day horizon makes the pending children of the last day's emails matter: without them the
     oracle would fall about nine standard errors short.
     """
-    params = make_params()
+    params = simulation_params()
     people, horizon = 100_000, timedelta(days=1)
-    cutoff = params.start + timedelta(weeks=8)
+    cutoff = params.window.start + timedelta(weeks=8)
     events = simulate_chunk(np.full(people, 2.0), params, np.random.default_rng(4))
-    unconverted = np.setdiff1d(np.arange(people), converting(events, params, params.start, cutoff))
+    unconverted = np.setdiff1d(np.arange(people), converting(events, params, params.window.start, cutoff))
     outcome = np.isin(unconverted, converting(events, params, cutoff, cutoff + horizon))
     evaluated = pd.Series(2.0, index=unconverted)
     oracle = oracle_probabilities(simulated_history(events, params, cutoff), evaluated, params, cutoff, horizon, 20, 5)
@@ -100,8 +100,8 @@ def test_matches_the_simulator_after_a_history():
 
 
 def test_conditions_on_the_propensity_at_the_cutoff():
-    params = make_params()
-    cutoff = params.start + timedelta(weeks=4)
+    params = simulation_params()
+    cutoff = params.window.start + timedelta(weeks=4)
     empty = one_person(params, [], cutoff)
     purchases = one_person(
         params, [("commerce.purchases", cutoff - timedelta(minutes=m)) for m in range(5, 30, 5)], cutoff
@@ -112,8 +112,8 @@ def test_conditions_on_the_propensity_at_the_cutoff():
 
 
 def test_pending_children_raise_the_probability():
-    params = make_params()
-    cutoff = params.start + timedelta(weeks=6)
+    params = simulation_params()
+    cutoff = params.window.start + timedelta(weeks=6)
     emails = [("directMarketing.emailSent", cutoff - timedelta(hours=1))] * 20
     old_emails = [("directMarketing.emailSent", cutoff - timedelta(days=30))] * 20
     recent, old = one_person(params, emails, cutoff), one_person(params, old_emails, cutoff)
@@ -121,8 +121,8 @@ def test_pending_children_raise_the_probability():
 
 
 def test_same_seed_same_result():
-    params = make_params()
-    cutoff = params.start + timedelta(weeks=2)
+    params = simulation_params()
+    cutoff = params.window.start + timedelta(weeks=2)
     history = history_frame([("a", "directMarketing.emailSent", cutoff - timedelta(hours=3))])
     engagement = pd.Series([1.0, 2.0], index=["a", "b"])
     first = oracle_probabilities(history, engagement, params, cutoff, HORIZON, 500, 11)
@@ -131,14 +131,16 @@ def test_same_seed_same_result():
 
 
 def test_cmle_mode_is_refused():
-    params = make_params(mode="cmle")
+    params = simulation_params(mode="cmle")
     with pytest.raises(ValueError, match="default mode only"):
-        oracle_probabilities(history_frame([]), pd.Series([1.0], index=["a"]), params, params.start, HORIZON, 10, 0)
+        oracle_probabilities(
+            history_frame([]), pd.Series([1.0], index=["a"]), params, params.window.start, HORIZON, 10, 0
+        )
 
 
 def test_converted_people_are_refused():
-    params = make_params()
-    cutoff = params.start + timedelta(weeks=2)
+    params = simulation_params()
+    cutoff = params.window.start + timedelta(weeks=2)
     history = history_frame(
         [(ecid, CONVERSION_EVENT, cutoff - timedelta(days=1)) for ecid in ("a", "b", "other")]
         + [("c", "commerce.purchases", cutoff - timedelta(days=1))]

@@ -1,6 +1,6 @@
 """What Adobe's original simulator produced: the fidelity reference of the ``cmle`` mode.
 
-Event counts of the original notebook's saved run per 100,000 people (cmle-notebooks.md §3.1):
+Event counts of the original notebook's saved run, per 100,000 people:
 1,064,218 events in all, 14,827 people converting (14.83%).
 """
 

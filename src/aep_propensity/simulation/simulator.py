@@ -1,4 +1,4 @@
-"""The vectorised simulator of customers' experience events (reference: cmle-notebooks.md §2.3).
+"""The vectorised simulator of customers' experience events, after the simulator of Adobe's original notebook.
 
 All people of a chunk are simulated at once with numpy: events are arrays of (person, type code,
 time in microseconds from the window start), grouped by person. There is no Python loop over
@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import CONVERSION_EVENT, EVENT_TYPES, DataGenerationParams
+from .params import CONVERSION_EVENT, EVENT_TYPES, SimulationParams
 
 TYPE_NAMES: tuple[str, ...] = tuple(sorted(EVENT_TYPES))
 TYPE_CODE: dict[str, int] = {name: code for code, name in enumerate(TYPE_NAMES)}
 US_PER_SECOND = 1_000_000
 US_PER_HOUR = 3_600 * US_PER_SECOND
+# Whether an event of each type code draws a conversion: web, commerce and decisioning events do.
+DRAWS_CONVERSION = np.array([not name.startswith(("directMarketing", "advertising")) for name in TYPE_NAMES])
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,15 @@ def _last_per_person(person: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[person[1:] != person[:-1], True])
 
 
-def draw_engagement(params: DataGenerationParams, rng: np.random.Generator) -> np.ndarray:
+def draw_engagement(params: SimulationParams, people: int, rng: np.random.Generator) -> np.ndarray:
     """Each person's engagement: Gamma(shape, 1/shape) with mean 1 by default, 1 for everyone in cmle."""
     if params.mode == "cmle":
-        return np.ones(params.people)
+        return np.ones(people)
     shape = params.engagement_shape
-    return rng.gamma(shape, 1.0 / shape, size=params.people)
+    return rng.gamma(shape, 1.0 / shape, size=people)
 
 
-def simulate_chunk(engagement: np.ndarray, params: DataGenerationParams, rng: np.random.Generator) -> Events:
+def simulate_chunk(engagement: np.ndarray, params: SimulationParams, rng: np.random.Generator) -> Events:
     """Simulate the events of one chunk of people, conversions included."""
     by_type = _base_and_child_events(engagement, params, rng)
     person = np.concatenate([p for p, _ in by_type.values()])
@@ -97,7 +99,7 @@ def _event_order(person: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.n
 
 
 def _base_and_child_events(
-    engagement: np.ndarray, params: DataGenerationParams, rng: np.random.Generator
+    engagement: np.ndarray, params: SimulationParams, rng: np.random.Generator
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Events per type before the propensity walk: base events, then each parent's children in order.
 
@@ -107,10 +109,11 @@ def _base_and_child_events(
     """
     n = len(engagement)
     rates = params.active_rates
-    span_seconds = params.weeks * 7 * 86_400
+    weeks = params.window.weeks
+    span_seconds = weeks * 7 * 86_400
     events: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, rate in rates.base.items():
-        counts = rng.poisson(rate * params.weeks * engagement)
+        counts = rng.poisson(rate * weeks * engagement)
         person = np.repeat(np.arange(n, dtype=np.int64), counts)
         seconds = np.floor(rng.uniform(0, span_seconds, size=len(person))).astype(np.int64)
         events[name] = (person, seconds * US_PER_SECOND)
@@ -120,7 +123,7 @@ def _base_and_child_events(
             last = _last_per_person(parent_person)
             parent_person, parent_time = parent_person[last], parent_time[last]
         for kid in kids:
-            counts = rng.poisson(rates.children[kid] * params.weeks, size=len(parent_person))
+            counts = rng.poisson(rates.children[kid] * weeks, size=len(parent_person))
             person = np.repeat(parent_person, counts)
             delay = rng.exponential(params.delay_hours[kid] * US_PER_HOUR, size=len(person))
             time = np.repeat(parent_time, counts) + np.rint(delay).astype(np.int64)
@@ -153,7 +156,12 @@ def clipped_walk(delta: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ini
     return p
 
 
-def _with_conversions(events: Events, n: int, params: DataGenerationParams, rng: np.random.Generator) -> Events:
+def propensity_deltas(params: SimulationParams) -> np.ndarray:
+    """The propensity delta of each type code."""
+    return np.array([params.propensity.deltas[name] for name in TYPE_NAMES])
+
+
+def _with_conversions(events: Events, n: int, params: SimulationParams, rng: np.random.Generator) -> Events:
     """Walk each person's propensity and add a conversion after their first successful draw.
 
     Only web, commerce and decisioning events draw (Bernoulli with the propensity after the event);
@@ -161,10 +169,8 @@ def _with_conversions(events: Events, n: int, params: DataGenerationParams, rng:
     """
     counts = np.bincount(events.person, minlength=n)
     starts = np.r_[0, np.cumsum(counts)[:-1]]
-    deltas = np.array([params.propensity.deltas[name] for name in TYPE_NAMES])
-    p = clipped_walk(deltas[events.code], starts, counts, params.propensity.initial)
-    draws = np.array([not name.startswith(("directMarketing", "advertising")) for name in TYPE_NAMES])
-    success = np.flatnonzero(draws[events.code] & (rng.random(len(events)) < p))
+    p = clipped_walk(propensity_deltas(params)[events.code], starts, counts, params.propensity.initial)
+    success = np.flatnonzero(DRAWS_CONVERSION[events.code] & (rng.random(len(events)) < p))
     converting_person, first = np.unique(events.person[success], return_index=True)
     conversion_time = events.time[success[first]] + round(params.propensity.conversion_delay_seconds * US_PER_SECOND)
     bits = _time_bits(events.time, conversion_time)
