@@ -18,18 +18,23 @@ import subprocess
 import sys
 import tempfile
 
-import yaml
-
 from aep_propensity.pipelines.data_generation import nodes
 from aep_propensity.pipelines.data_generation.params import DataGenerationParams
-from aep_propensity.platform import DatasetSpec, make_platform
+from aep_propensity.platform import make_platform
 from aep_propensity.simulation.params import SimulationParams
-from benchmarks.common import PROJECT, SHARED_BENCH, base_parameters, median_of, peak_rss_mb, run_isolated, timed
+from benchmarks.common import (
+    SHARED_BENCH,
+    base_parameters,
+    catalog_spec,
+    median_of,
+    peak_rss_mb,
+    run_isolated,
+    timed,
+)
 
 
 def generate_once(people: int, memory_limit: str) -> dict:
     """One generation + ingestion run into a fresh DuckDB file; figures as a dict."""
-    catalog = yaml.safe_load((PROJECT / "conf/base/catalog_01_raw.yml").read_text())
     simulation = SimulationParams(**base_parameters("simulation"))
     params = DataGenerationParams(**base_parameters("data_generation", people=people))
     with tempfile.TemporaryDirectory() as folder:
@@ -40,12 +45,12 @@ def generate_once(people: int, memory_limit: str) -> dict:
         def run() -> tuple[int, int]:
             latents = nodes.draw_person_latents(simulation, params)
             events = platform.ingest(
-                DatasetSpec.from_config("experience_events", catalog["experience_events@chunks"]["schema"]),
+                catalog_spec("experience_events"),
                 nodes.simulate_events(latents, simulation, params),
                 replace=True,
             )
             profiles = platform.ingest(
-                DatasetSpec.from_config("profiles", catalog["profiles@chunks"]["schema"]),
+                catalog_spec("profiles"),
                 nodes.simulate_profiles(latents, simulation, params),
                 replace=True,
             )

@@ -24,7 +24,6 @@ import uuid
 import pandas as pd
 import psycopg2
 import pyarrow as pa
-import yaml
 
 from aep_propensity.parameters import TimeDesign
 from aep_propensity.pipelines.data_generation import nodes as generation
@@ -33,7 +32,7 @@ from aep_propensity.pipelines.featurization import nodes
 from aep_propensity.pipelines.featurization.params import FeaturizationParams
 from aep_propensity.platform import DatasetSpec, make_platform
 from aep_propensity.simulation.params import SimulationParams
-from benchmarks.common import PROJECT, base_parameters, peak_rss_mb, timed
+from benchmarks.common import PROJECT, base_parameters, catalog_spec, peak_rss_mb, timed
 
 FLOOR = 'SELECT ecid, "eventType", count(*) AS n, max("timestamp") AS last_seen FROM experience_events GROUP BY 1, 2'
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -41,17 +40,16 @@ PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def load(platform, people: int) -> None:
     """Generate ``people`` with the default parameters and ingest them."""
-    catalog = yaml.safe_load((PROJECT / "conf/base/catalog_01_raw.yml").read_text())
     simulation = SimulationParams(**base_parameters("simulation"))
     params = DataGenerationParams(**base_parameters("data_generation", people=people))
     latents = generation.draw_person_latents(simulation, params)
     platform.ingest(
-        DatasetSpec.from_config("experience_events", catalog["experience_events@chunks"]["schema"]),
+        catalog_spec("experience_events"),
         generation.simulate_events(latents, simulation, params),
         replace=True,
     )
     platform.ingest(
-        DatasetSpec.from_config("profiles", catalog["profiles@chunks"]["schema"]),
+        catalog_spec("profiles"),
         generation.simulate_profiles(latents, simulation, params),
         replace=True,
     )

@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: timing medians, peak memory, the project's parameters."""
+"""Shared helpers of the benchmarks (and the tests): timing medians, peak memory, the project's parameters and
+the schemas its catalog declares."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from aep_propensity.platform import DatasetSpec
+
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_BENCH = PROJECT.parent / "shared" / "bench"
 
@@ -26,6 +29,16 @@ def base_parameters(key: str, **overrides: Any) -> dict[str, Any]:
     raw = yaml.safe_load((PROJECT / f"conf/base/parameters_{key}.yml").read_text())[key]
     text = json.dumps(raw).replace('"${globals:window}"', json.dumps(globals_["window"]))
     return {**json.loads(text), **overrides}
+
+
+def catalog_spec(table: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a platform table declared with a ``schema`` under ``_platform_tables``
+    (conf/base)."""
+    for path in sorted((PROJECT / "conf" / "base").glob("catalog*.yml")):
+        tables = (yaml.safe_load(path.read_text()) or {}).get("_platform_tables") or {}
+        if (tables.get(table) or {}).get("schema"):
+            return DatasetSpec.from_config(table, tables[table]["schema"])
+    raise KeyError(f"no platform table {table!r} with a schema in conf/base")
 
 
 def peak_rss_mb() -> float:

@@ -17,7 +17,7 @@ from aep_propensity.parameters import TimeDesign
 from aep_propensity.pipelines.featurization import nodes
 from aep_propensity.pipelines.featurization.params import FeaturizationParams
 from aep_propensity.platform import TableHandle, make_platform
-from tests.catalog_specs import catalog_spec
+from benchmarks.common import catalog_spec
 from tests.conftest import platform_config
 from tests.pipelines.data_generation.test_pipeline import generated_tables
 from tests.pipelines.data_generation.test_pipeline import make_params as generation_params

@@ -14,7 +14,7 @@ from aep_propensity.pipelines.scoring import nodes
 from aep_propensity.pipelines.training import nodes as training
 from aep_propensity.platform import Column, DatasetSpec, PlatformError
 from aep_propensity.run_context import RunContext
-from tests.catalog_specs import catalog_spec
+from benchmarks.common import catalog_spec
 from tests.pipelines.training.test_pipeline import PARAMS, toy_training_data
 
 SCORES = catalog_spec("propensity_scores")

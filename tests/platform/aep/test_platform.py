@@ -17,7 +17,7 @@ from aep_propensity.platform.aep.contract import CATALOG, FLOWS
 from aep_propensity.platform.core.destinations import FileDestination
 from aep_propensity.platform.core.port import AudienceDefinition, PlatformError
 from aep_propensity.sql import render_template
-from tests.catalog_specs import catalog_spec
+from benchmarks.common import catalog_spec
 from tests.conftest import PROJECT
 from tests.emulator_process import CLIENT_SECRET, RunningEmulator
 
