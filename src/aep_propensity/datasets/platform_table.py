@@ -61,8 +61,8 @@ class PlatformTableDataset(PlatformMixin, AbstractDataset[Any, TableHandle | pd.
     ``view`` names what a node gets on load: ``pandas`` or ``arrow`` give the rows; ``handle``,
     ``sql`` and ``chunks`` a light handle (name, columns, row count). Every view saves the same way:
 
-    - SQL text (the canonical dialect): ``CREATE TABLE table AS <sql>``, replacing the table atomically,
-      or with ``materialize: view`` a view that always reflects the tables it reads;
+    - SQL text (the canonical dialect): ``CREATE TABLE table AS <sql>``, replacing the table (atomically
+      on the local backend), or with ``materialize: view`` a view that always reflects the tables it reads;
     - an iterable of Arrow tables or DataFrames, such as a ``ChunkSequence``, or one DataFrame:
       ingested as one batch, all or nothing, checked against the table's ``schema``.
     """

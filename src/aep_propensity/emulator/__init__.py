@@ -1,4 +1,5 @@
-"""The local AEP emulator: an HTTP server speaking the subset of AEP's REST contract the aep backend uses.
+"""The local AEP emulator: an HTTP server speaking a subset of AEP's REST contract (what the aep backend uses,
+and a little more: profile export jobs, identity namespaces).
 
 Start it with ``aep-emulator --host 127.0.0.1 --port 8642`` (see :mod:`.cli` for the options).
 Modules: :mod:`.app` (IMS token endpoint, gateway header checks, faults, routers), :mod:`.registry`

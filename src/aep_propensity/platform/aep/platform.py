@@ -19,8 +19,8 @@ export and activation share are in :mod:`.flows`, AEP's paths, spec ids, media t
 :mod:`.contract`, the flat-to-XDM mapping in :mod:`.xdm`.
 
 Scores: every scoring run is its own batch of ``propensity_scores`` with its ``run_id``; history stays,
-and ``enriched_profiles`` resolves the latest run per profile, which keeps one run's scores from
-duplicating another's; a failed run's batch is aborted or failed, so it is never visible.
+and ``enriched_profiles`` gives every profile the score of one run, the latest, which keeps one run's
+scores from duplicating another's; a failed run's batch is aborted or failed, so it is never visible.
 """
 
 from __future__ import annotations

@@ -304,7 +304,8 @@ class Platform(Protocol):
         ...
 
     def create_table_as(self, name: str, sql: str) -> TableHandle:
-        """Materialise ``sql`` as table ``name``, replacing it atomically."""
+        """Materialise ``sql`` as table ``name``, replacing it (atomically on the local backend; on AEP a drop,
+        then a CTAS)."""
         ...
 
     def create_view(self, name: str, sql: str) -> TableHandle:
