@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -254,3 +255,23 @@ def test_query_returns_every_row_of_a_multi_batch_result(platform):
     platform.ingest(SPEC, [chunk(0, 5_000)])
     frame = platform.query('SELECT age % 1000 AS bucket, count(*) AS n FROM "people" GROUP BY age % 1000')
     assert len(frame) == 1_000 and frame["n"].sum() == 5_000
+
+
+def test_strings_that_look_like_nulls_and_nan_read_back_as_stored(platform):
+    """``NA``, ``NULL``, ``nan``... are strings, an empty string is not NULL, and NaN stays NaN."""
+    texts = ["NA", "N/A", "NULL", "null", "nan", "#N/A", "", None]
+    spec = DatasetSpec("odd", (Column("ecid", "string"), Column("note", "string"), Column("x", "float64")))
+    values = pa.table(
+        {
+            "ecid": [f"p{i}" for i in range(len(texts))],
+            "note": texts,
+            "x": [float("nan"), None, 1.5, 0.0, -1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    platform.ingest(spec, [values], replace=True)
+    read = pa.Table.from_batches(list(platform.read_batches('SELECT * FROM "odd" ORDER BY ecid')))
+    assert read.column("note").to_pylist() == texts
+    x = read.column("x").to_pylist()
+    assert math.isnan(x[0]) and x[1] is None and x[2:] == [1.5, 0.0, -1.0, 2.0, 3.0, 4.0]
+    queried = platform.query('SELECT note FROM "odd" ORDER BY ecid')["note"].tolist()
+    assert queried[:7] == texts[:7] and pd.isna(queried[7])

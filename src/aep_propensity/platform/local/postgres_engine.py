@@ -117,8 +117,13 @@ class PostgresEngine:
             reader = pacsv.open_csv(
                 source,
                 read_options=pacsv.ReadOptions(block_size=1 << 22),
+                # a one-column row holding NULL is an empty line: a row, not a line to skip
+                parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
                 convert_options=pacsv.ConvertOptions(
                     column_types=schema,
+                    # COPY writes NULL as an unquoted empty field and nothing else: "NA", "NULL", "nan"...
+                    # are stored strings, and NaN is a float, so Arrow's other default null markers are off.
+                    null_values=[""],
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=False,
                     true_values=["t"],
