@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .port import DeliveryResult, Destination
+from .port import DeliveryResult, Destination, check_path_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +41,15 @@ class FileDestination:
     format: Literal["csv", "parquet"] = "csv"
     fs_args: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_path_name(self.name, "destination")
+
     def deliver(
         self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
     ) -> DeliveryResult:
-        """Write the members to one file, then its manifest."""
+        """Write the members to one file under ``<path>/<audience>/``, then its manifest; nothing outside ``path``."""
+        check_path_name(audience, "audience")
+        check_path_name(audience_id, "audience id")
         fs, root = fsspec.core.url_to_fs(self.path.rstrip("/"), **self.fs_args)
         stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
         stem = f"{root}/{audience}/{self.name}_{audience_id}_{stamp}"

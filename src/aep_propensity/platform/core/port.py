@@ -39,6 +39,7 @@ CANONICAL_DIALECT = "duckdb"
 INTERACTIVE_ROW_LIMIT = 50_000
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_PATH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 
 class PlatformError(RuntimeError):
@@ -55,6 +56,16 @@ def check_name(name: str, what: str = "table") -> str:
         raise ValueError(
             f"invalid {what} name {name!r}: use lower-case letters, digits and underscores, "
             "starting with a letter or underscore (at most 63 characters)"
+        )
+    return name
+
+
+def check_path_name(name: str, what: str) -> str:
+    """Return ``name`` if it is safe as one folder or file name (an audience, a destination), else raise naming it."""
+    if not isinstance(name, str) or not _PATH_NAME.match(name):
+        raise ValueError(
+            f"invalid {what} name {name!r}: use letters, digits, '_' and '-', starting with a letter or digit "
+            "(at most 100 characters), as it becomes a folder or file name"
         )
     return name
 
@@ -185,6 +196,9 @@ class AudienceDefinition:
     name: str
     rule: str
     description: str = ""
+
+    def __post_init__(self) -> None:
+        check_path_name(self.name, "audience")
 
 
 @dataclass(frozen=True)
