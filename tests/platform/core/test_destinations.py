@@ -8,7 +8,7 @@ import pytest
 from aep_propensity.platform import AudienceDefinition
 from aep_propensity.platform.core.destinations import FileDestination
 
-HOSTILE = ["../../../../tmp/x", "a/b", "..", "", " high", "high\x00", "x" * 101, "/etc/passwd"]
+HOSTILE = ["../../../../tmp/x", "a/b", "..", "", " high", "high\x00", "high\n", "x" * 101, "/etc/passwd"]
 
 
 @pytest.mark.parametrize("name", HOSTILE)

@@ -52,7 +52,7 @@ class SchemaMismatchError(PlatformError, ValueError):
 
 def check_name(name: str, what: str = "table") -> str:
     """Return ``name`` if it is a safe lower-case SQL identifier, else raise naming it."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(
             f"invalid {what} name {name!r}: use lower-case letters, digits and underscores, "
             "starting with a letter or underscore (at most 63 characters)"
@@ -62,7 +62,7 @@ def check_name(name: str, what: str = "table") -> str:
 
 def check_path_name(name: str, what: str) -> str:
     """Return ``name`` if it is safe as one folder or file name (an audience, a destination), else raise naming it."""
-    if not isinstance(name, str) or not _PATH_NAME.match(name):
+    if not isinstance(name, str) or not _PATH_NAME.fullmatch(name):
         raise ValueError(
             f"invalid {what} name {name!r}: use letters, digits, '_' and '-', starting with a letter or digit "
             "(at most 100 characters), as it becomes a folder or file name"
