@@ -68,7 +68,7 @@ def generate_once(people: int, memory_limit: str) -> dict:
 
 
 def loop_reference(people: int) -> dict:
-    """The original's per-person loop (shared/bench), measured now on this machine."""
+    """The original notebook's per-person generation loop (the reference baseline), measured now on this machine."""
     output = subprocess.run(
         [sys.executable, str(SHARED_BENCH / "cmle_loop_reference.py"), str(people)],
         check=True,
@@ -96,7 +96,7 @@ def main() -> None:
         return
     loop = loop_reference(100_000)
     print(
-        f"reference loop (shared/bench), 100k people: {loop['events']:,} events in {loop['seconds']:.2f} s "
+        f"reference loop (the original's), 100k people: {loop['events']:,} events in {loop['seconds']:.2f} s "
         f"= {loop['events_per_s']:,.0f} events/s (events only: no ids, payloads or ingestion)"
     )
     for people in (100_000, 1_000_000):
