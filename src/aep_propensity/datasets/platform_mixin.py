@@ -24,6 +24,7 @@ class PlatformMixin:
     _platforms: ClassVar[dict[str, Platform]] = {}
     _platform_config: PlatformConfig
     _credentials: dict[str, Any]
+    _platform_key: str
 
     def _configure_platform(self, name: str, platform: dict[str, Any], credentials: dict[str, Any] | None) -> None:
         """Validate the catalog's ``platform`` block for the dataset ``name`` and keep its credentials."""
@@ -32,12 +33,9 @@ class PlatformMixin:
         except ValueError as exc:
             raise DatasetError(f"{name}: {exc}") from None
         self._credentials = dict(credentials or {})
-
-    @property
-    def _platform_key(self) -> str:
-        """Which shared platform this dataset uses: its configuration and a digest of its credentials."""
+        # which shared platform this dataset uses: its configuration and a digest of its credentials
         secret = hashlib.sha256(json.dumps(self._credentials, sort_keys=True, default=str).encode()).hexdigest()
-        return f"{self._platform_config.model_dump_json()}:{secret}"
+        self._platform_key = f"{self._platform_config.model_dump_json()}:{secret}"
 
     @property
     def _platform(self) -> Platform:
