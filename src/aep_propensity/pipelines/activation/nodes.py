@@ -70,9 +70,6 @@ def _band_rule(band: ScoreBand, tenant: str) -> str:
 
 def define_audiences(histogram: pd.DataFrame, params: ActivationParams) -> list[AudienceDefinition]:
     """The audiences to upsert and evaluate: score bands as PQL rules, then the free-form rules."""
-    names = [band.name for band in score_bands(histogram, params)] + [rule.name for rule in params.rules]
-    if len(set(names)) != len(names):
-        raise ValueError(f"audience names must be unique, got {names}")
     definitions = [
         AudienceDefinition(band.name, _band_rule(band, params.tenant), f"Propensity band of {band.name}")
         for band in score_bands(histogram, params)
