@@ -34,13 +34,19 @@ class DuckDBConfig(_BackendConfig):
     path: str
     memory_limit: str = "4GB"
     threads: PositiveInt = 2
+    lock_timeout_seconds: PositiveFloat = 60.0
     export_rows_per_file: PositiveInt = 1_000_000
 
     def build(self, credentials: Mapping[str, Any]) -> Platform:
         """The local platform on this DuckDB file."""
         from .local import DuckDBEngine, LocalPlatform
 
-        engine = DuckDBEngine(self.path, memory_limit=self.memory_limit, threads=self.threads)
+        engine = DuckDBEngine(
+            self.path,
+            memory_limit=self.memory_limit,
+            threads=self.threads,
+            lock_timeout_seconds=self.lock_timeout_seconds,
+        )
         return LocalPlatform(engine, self.export_rows_per_file, self.interactive_row_limit)
 
 

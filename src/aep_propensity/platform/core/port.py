@@ -174,6 +174,7 @@ class BatchRecord:
     created: datetime
     completed: datetime | None
     error: str | None = None
+    run_id: str | None = None  # the platform session (one per process: one run) that made the batch
 
 
 @dataclass(frozen=True)

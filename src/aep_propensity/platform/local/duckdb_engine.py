@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,12 @@ _DUCKDB_TYPES = {
 }
 _DUCKDB_VECTOR = 2_048  # DuckDB's row groups are whole numbers of vectors of this many rows
 
+# The batches this process is loading, by database file. A DuckDB file open for writing is locked to
+# one process, so while a connection is open no other process can be loading: a batch is live only if
+# this process holds it.
+_LIVE_BATCHES: set[tuple[str, str]] = set()
+_LIVE_LOCK = threading.Lock()
+
 
 class DuckDBEngine:
     """The embedded default: one DuckDB database file, no server."""
@@ -33,10 +41,13 @@ class DuckDBEngine:
     dialect = "duckdb"
     placeholder = "?"
 
-    def __init__(self, path: str, memory_limit: str = "4GB", threads: int = 2) -> None:
+    def __init__(
+        self, path: str, memory_limit: str = "4GB", threads: int = 2, lock_timeout_seconds: float = 60.0
+    ) -> None:
         self.path = str(path)
         self.memory_limit = memory_limit
         self.threads = int(threads)
+        self.lock_timeout_seconds = float(lock_timeout_seconds)
 
     def __repr__(self) -> str:
         return f"DuckDBEngine(path={self.path!r})"
@@ -50,10 +61,26 @@ class DuckDBEngine:
             conn = duckdb.connect(":memory:", config=config)
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = duckdb.connect(self.path, read_only=read_only, config=config)
+            conn = self._open_file(read_only, config)
         with in_transaction(conn, conn.close):
             conn.begin()
             yield conn
+
+    def _open_file(self, read_only: bool, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+        """Open the database file, waiting up to ``lock_timeout_seconds`` while another process holds it
+        (DuckDB locks a file open for writing to one process)."""
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        pause = 0.05
+        while True:
+            try:
+                return duckdb.connect(self.path, read_only=read_only, config=config)
+            except duckdb.IOException as exc:
+                if "Could not set lock" not in str(exc) or time.monotonic() >= deadline:
+                    raise ConnectionError(
+                        f"cannot open the DuckDB file {self.path!r} within {self.lock_timeout_seconds:g} s: {exc}"
+                    ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def sql_type(self, column: Column) -> str:
         """DuckDB's type for a logical column type."""
@@ -117,6 +144,32 @@ class DuckDBEngine:
             f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // row_group)})"
         )
         return True
+
+    @contextmanager
+    def hold_batch(self, conn: duckdb.DuckDBPyConnection, batch_id: str) -> Iterator[None]:
+        """Mark the batch live in this process for the block."""
+        key = (self.path, batch_id)
+        with _LIVE_LOCK:
+            _LIVE_BATCHES.add(key)
+        try:
+            yield
+        finally:
+            with _LIVE_LOCK:
+                _LIVE_BATCHES.discard(key)
+
+    def batch_is_live(self, conn: duckdb.DuckDBPyConnection, batch_id: str) -> bool:
+        """Whether this process holds the batch (no other process can while ``conn`` is open)."""
+        with _LIVE_LOCK:
+            return (self.path, batch_id) in _LIVE_BATCHES
+
+    def table_names(self, conn: duckdb.DuckDBPyConnection) -> list[str]:
+        """The base tables of the current schema."""
+        rows = self.fetchall(
+            conn,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+        )
+        return [name for (name,) in rows]
 
     def table_columns(self, conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]] | None:
         """Columns from DuckDB's information schema."""

@@ -9,7 +9,7 @@ operation and closed after it, never held between operations.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 import fsspec
@@ -74,6 +74,19 @@ class Engine(Protocol):
 
     def table_columns(self, conn: Any, table: str) -> list[tuple[str, str]] | None:
         """``[(column, sql type)]`` of an existing table, or None when it does not exist."""
+        ...
+
+    def table_names(self, conn: Any) -> list[str]:
+        """The names of the platform's tables (views excluded)."""
+        ...
+
+    def hold_batch(self, conn: Any, batch_id: str) -> AbstractContextManager[None]:
+        """Mark the batch live while the block runs on ``conn``; a process that dies mid-block leaves it
+        not live, so that a later :meth:`batch_is_live` from any process says False."""
+        ...
+
+    def batch_is_live(self, conn: Any, batch_id: str) -> bool:
+        """Whether some connection, of this process or another, holds the batch live now."""
         ...
 
     def native_export(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,16 +22,25 @@ from .ledger import Ledger, error_text
 
 logger = logging.getLogger(__name__)
 
-BATCH_COLUMNS = "id, dataset, status, rows, files, created, completed, error"
+BATCH_COLUMNS = "id, dataset, status, rows, files, created, completed, error, run_id, owner"
+STAGING_PREFIX = "_batch_"  # a replacing batch's staging table is _batch_<id>
+_STAGING = re.compile(STAGING_PREFIX + "[0-9a-f]{32}")
+_RECORD_COLUMNS = "id, dataset, status, rows, files, created, completed, error, run_id"  # BatchRecord's fields
 _DATASET_COLUMNS = "name, columns, identity, profile_enabled, updated"
+
+
+def batch_owner() -> str:
+    """Who is loading a batch: this host and process."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 class LocalIngestion:
     """Batches into the local platform's datasets, and the dataset registry."""
 
-    def __init__(self, engine: Engine, ledger: Ledger) -> None:
+    def __init__(self, engine: Engine, ledger: Ledger, run_id: str) -> None:
         self.engine = engine
         self.ledger = ledger
+        self.run_id = run_id
 
     def ingest(
         self,
@@ -45,6 +57,11 @@ class LocalIngestion:
         memory stays flat however large the batch, then renames it over the dataset in one final
         transaction. Nothing is visible before the end; on failure the staging table is dropped.
 
+        The batch is recorded ``loading`` with its run id and owner (host and process) and held live on
+        its connection (:meth:`.Engine.hold_batch`) until it ends. Each batch first recovers the batches
+        of owners that died mid-batch (a kill -9 or SIGTERM): they are marked failed and their staging
+        tables dropped, while a live batch of another process is left alone.
+
         ``retire=(column, values)`` deletes the dataset's rows whose ``column`` is one of ``values`` in
         the same final transaction: the rows of earlier batches this one replaces (AEP's batch replay),
         so readers see the old rows or the new ones, never both.
@@ -52,14 +69,20 @@ class LocalIngestion:
         if retire is not None and replace:
             raise ValueError("a replacing batch replaces every row: retire is for appended batches")
         batch_id, created = uuid.uuid4().hex, utc_now()
-        staging = f"_batch_{batch_id}"
-        with self.engine.connect() as conn:
-            self.ledger.ensure(conn)
-            self.ledger.insert(
-                conn, "ledger_batches", BATCH_COLUMNS, [batch_id, spec.name, "loading", 0, 0, created, None, None]
-            )
+        staging = f"{STAGING_PREFIX}{batch_id}"
+        recorded = False
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect() as conn, self.engine.hold_batch(conn, batch_id):
+                self.ledger.ensure(conn)
+                self._recover(conn)
+                self.ledger.insert(
+                    conn,
+                    "ledger_batches",
+                    BATCH_COLUMNS,
+                    [batch_id, spec.name, "loading", 0, 0, created, None, None, self.run_id, batch_owner()],
+                )
+                self.engine.commit(conn)
+                recorded = True
                 appending = not replace and self._check_existing_columns(conn, spec)
                 if not appending:
                     self._create_table(conn, staging, spec)
@@ -79,14 +102,50 @@ class LocalIngestion:
                     conn, "ledger_batches", batch_id, status="success", rows=rows, files=files, completed=utc_now()
                 )
         except BaseException as exc:
+            if recorded:
+                self._record_failure(batch_id, staging, exc)
+            raise
+        logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
+        return BatchRecord(batch_id, spec.name, "success", rows, files, created, utc_now(), run_id=self.run_id)
+
+    def _record_failure(self, batch_id: str, staging: str, exc: BaseException) -> None:
+        """Drop a failed batch's staging table and mark it failed; if even that fails (the database is
+        gone), the batch stays ``loading`` until the next batch recovers it, and the original error wins."""
+        try:
             with self.engine.connect() as conn:
                 self.ledger.execute(conn, f'DROP TABLE IF EXISTS "{staging}"')
                 self.ledger.update(
                     conn, "ledger_batches", batch_id, status="failed", completed=utc_now(), error=error_text(exc)
                 )
-            raise
-        logger.info("Batch %s: %s rows in %d chunks into %s", batch_id, f"{rows:,}", files, spec.name)
-        return BatchRecord(batch_id, spec.name, "success", rows, files, created, utc_now())
+        except Exception as cleanup:  # noqa: BLE001 - the batch's own error is the one to raise
+            logger.warning(
+                "Batch %s failed and could not be marked failed (%s); the next batch recovers it", batch_id, cleanup
+            )
+
+    def _recover(self, conn: Any) -> None:
+        """Recover the batches whose owner is gone (a process killed mid-batch): mark each ``loading`` batch
+        that no connection holds live as failed, and drop every staging table not of a live batch. A live
+        batch of another process is never touched."""
+        loading = dict(self.ledger.fetchall(conn, "SELECT id, owner FROM ledger_batches WHERE status = 'loading'"))
+        staged = {
+            name.removeprefix(STAGING_PREFIX) for name in self.engine.table_names(conn) if _STAGING.fullmatch(name)
+        }
+        for batch_id in sorted(loading.keys() | staged):
+            if self.engine.batch_is_live(conn, batch_id):
+                continue
+            self.ledger.execute(conn, f'DROP TABLE IF EXISTS "{STAGING_PREFIX}{batch_id}"')
+            if batch_id in loading:
+                owner = loading[batch_id] or "an earlier version of this platform"
+                self.ledger.update(
+                    conn,
+                    "ledger_batches",
+                    batch_id,
+                    status="failed",
+                    completed=utc_now(),
+                    error=f"abandoned: its owner ({owner}) stopped mid-batch; recovered by {batch_owner()}",
+                )
+                logger.warning("Recovered batch %s: its owner (%s) stopped before it ended", batch_id, owner)
+        self.engine.commit(conn)
 
     def _insert_chunks(
         self, conn: Any, table: str, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame], one_transaction: bool
@@ -104,7 +163,7 @@ class LocalIngestion:
 
     def batches(self, dataset: str | None = None) -> list[BatchRecord]:
         """The ledger's batches, newest first, optionally for one dataset."""
-        sql = f"SELECT {BATCH_COLUMNS} FROM ledger_batches"
+        sql = f"SELECT {_RECORD_COLUMNS} FROM ledger_batches"
         params: list[Any] = []
         if dataset is not None:
             sql += f" WHERE dataset = {self.engine.placeholder}"
@@ -120,13 +179,13 @@ class LocalIngestion:
         return frame
 
     def _register(self, conn: Any, spec: DatasetSpec) -> None:
-        """Record (or update) the dataset in the registry."""
+        """Record (or update) the dataset in the registry (an upsert: two first batches of a dataset may race)."""
         columns = json.dumps({c.name: c.type for c in spec.columns})
-        self.ledger.execute(conn, f"DELETE FROM ledger_datasets WHERE name = {self.engine.placeholder}", [spec.name])
-        self.ledger.insert(
+        self.ledger.execute(
             conn,
-            "ledger_datasets",
-            _DATASET_COLUMNS,
+            f"INSERT INTO ledger_datasets ({_DATASET_COLUMNS}) VALUES ({self.ledger.marks(5)}) ON CONFLICT (name) "
+            "DO UPDATE SET columns = excluded.columns, identity = excluded.identity, "
+            "profile_enabled = excluded.profile_enabled, updated = excluded.updated",
             [spec.name, columns, spec.identity, spec.profile_enabled, utc_now()],
         )
 

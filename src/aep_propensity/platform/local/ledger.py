@@ -16,13 +16,15 @@ LEDGER_DDL = (
     "identity TEXT, profile_enabled BOOLEAN NOT NULL, updated TIMESTAMP NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ledger_batches (id TEXT PRIMARY KEY, dataset TEXT NOT NULL, "
     "status TEXT NOT NULL, rows BIGINT NOT NULL, files BIGINT NOT NULL, created TIMESTAMP NOT NULL, "
-    "completed TIMESTAMP, error TEXT)",
+    "completed TIMESTAMP, error TEXT, run_id TEXT, owner TEXT)",
     "CREATE TABLE IF NOT EXISTS ledger_exports (id TEXT PRIMARY KEY, table_name TEXT NOT NULL, "
     "path TEXT NOT NULL, export_time TEXT NOT NULL, rows BIGINT NOT NULL, files BIGINT NOT NULL, "
     "bytes BIGINT NOT NULL, created TIMESTAMP NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ledger_queries (id TEXT PRIMARY KEY, table_name TEXT NOT NULL, "
     "status TEXT NOT NULL, rows BIGINT, started TIMESTAMP NOT NULL, completed TIMESTAMP, error TEXT)",
 )
+#: Columns added since a ledger table was first made: ``(table, column, SQL type)``, added to an older ledger.
+LEDGER_MIGRATIONS = (("ledger_batches", "run_id", "TEXT"), ("ledger_batches", "owner", "TEXT"))
 AUDIENCE_DDL = (
     "CREATE TABLE IF NOT EXISTS ledger_audiences (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
     "description TEXT NOT NULL, rule TEXT NOT NULL, source TEXT NOT NULL, version BIGINT NOT NULL, "
@@ -67,9 +69,14 @@ class Ledger:
         return int(self.fetchall(conn, f'SELECT count(*) FROM "{table}"')[0][0])
 
     def ensure(self, conn: Any, ddl: tuple[str, ...] = LEDGER_DDL) -> None:
-        """Create the ledger tables of ``ddl`` if this database has none yet."""
+        """Create the ledger tables of ``ddl`` if this database has none yet, and add the columns of
+        :data:`LEDGER_MIGRATIONS` that an older ledger lacks."""
         for statement in ddl:
             self.execute(conn, statement)
+        for table, column, sql_type in LEDGER_MIGRATIONS:
+            have = self.engine.table_columns(conn, table)
+            if have is not None and column not in {name for name, _ in have}:
+                self.execute(conn, f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     def insert(self, conn: Any, table: str, columns: str, values: list[Any]) -> None:
         """Insert one row of ``values`` into the ledger table ``table`` (``columns`` named in this package)."""

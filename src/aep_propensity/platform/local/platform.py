@@ -53,7 +53,8 @@ class LocalPlatform:
         self.engine = engine
         self.interactive_row_limit = interactive_row_limit
         self.ledger = Ledger(engine)
-        self.ingestion = LocalIngestion(engine, self.ledger)
+        self.run_id = uuid.uuid4().hex  # this platform session's: it tags the batches it makes
+        self.ingestion = LocalIngestion(engine, self.ledger, self.run_id)
         self.exports = LocalExports(engine, self.ledger, export_rows_per_file)
         self.segmentation = LocalSegmentation(engine, self.ledger)
         self.activation = LocalActivation(engine, self.ledger)

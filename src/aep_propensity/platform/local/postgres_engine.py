@@ -154,6 +154,33 @@ class PostgresEngine:
         """PostgreSQL has no Parquet writer: the caller streams the table."""
         return False
 
+    @contextmanager
+    def hold_batch(self, conn: psycopg2.extensions.connection, batch_id: str) -> Iterator[None]:
+        """Hold a session-level advisory lock on the batch for the block; PostgreSQL releases it when the
+        session ends, so a killed client's batch is no longer live."""
+        self.fetchall(conn, "SELECT pg_advisory_lock(hashtextextended(%s, 0))", [batch_id])
+        try:
+            yield
+        finally:
+            if not conn.closed:
+                self.fetchall(conn, "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [batch_id])
+
+    def batch_is_live(self, conn: psycopg2.extensions.connection, batch_id: str) -> bool:
+        """Whether another session holds the batch's advisory lock (tried without waiting, and let go)."""
+        [(free,)] = self.fetchall(conn, "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [batch_id])
+        if free:
+            self.fetchall(conn, "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [batch_id])
+        return not free
+
+    def table_names(self, conn: psycopg2.extensions.connection) -> list[str]:
+        """The base tables of the platform schema."""
+        rows = self.fetchall(
+            conn,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+            [self.schema],
+        )
+        return [name for (name,) in rows]
+
     def table_columns(self, conn: psycopg2.extensions.connection, table: str) -> list[tuple[str, str]] | None:
         """Columns from PostgreSQL's information schema."""
         rows = self.fetchall(
