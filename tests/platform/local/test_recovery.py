@@ -138,5 +138,4 @@ def test_twenty_kills_at_random_points_leave_table_and_ledger_consistent(setup, 
         child.wait()
         platform.ingest(OTHER, [pa.table({"ecid": [f"x{n}"]})])
         assert_consistent(platform, replace)
-    print(f"kills: {outcomes}")
-    assert outcomes["killed"] >= 5  # the loop really killed batches mid-way
+    assert outcomes["killed"] >= 5, outcomes  # the loop really killed batches mid-way
