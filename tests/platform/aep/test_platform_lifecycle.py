@@ -13,8 +13,15 @@ from aep_propensity.platform import ProfileSource, make_platform
 from aep_propensity.platform.aep import AEPClient, AEPError, AEPPlatform, Credentials
 from aep_propensity.platform.aep import catalog as catalog_module
 from aep_propensity.platform.aep import segmentation as segmentation_module
-from aep_propensity.platform.aep.client import PollTimeout
-from aep_propensity.platform.aep.contract import BATCH_DONE, CATALOG, FLOWS, JOB_DONE, SCHEMAS, SEGMENTS, XED_JSON
+from aep_propensity.platform.aep.contract import (
+    BATCH_OK,
+    FLOWS,
+    JOB_DONE,
+    SCHEMAS,
+    SEGMENTS,
+    XED_JSON,
+)
+from aep_propensity.platform.aep.ingestion import BatchInDoubt
 from aep_propensity.platform.aep.xdm import mapping_for
 from aep_propensity.platform.core.destinations import FileDestination
 from aep_propensity.platform.core.port import AudienceDefinition, PlatformError
@@ -157,29 +164,29 @@ def test_a_schema_left_half_made_is_healed_by_the_next_run(aep: AEPPlatform) -> 
     assert aep.handle("profiles").row_count == 6
 
 
-def test_a_batch_still_staging_at_the_poll_timeout_is_aborted_or_named(
+def test_a_batch_still_staging_at_the_poll_timeout_is_named_and_superseded_by_the_next_replace(
     aep: AEPPlatform, emulator: RunningEmulator
 ) -> None:
     """A completed batch not done at the poll timeout gets an ABORT; AEP (and the emulator) refuse it once the
-    batch is past loading, so the error says the batch may still land and names it."""
+    batch is past loading, so the error says the batch may still land and names it, its dataset and its run.
+    The next replacing batch waits for it to land and supersedes it."""
     first = aep.ingest(PROFILES, [profiles_frame(2)])
     impatient = make_platform(*aep_config(emulator, poll_timeout_seconds=0.5))
     emulator.set_faults({"batch_delay_seconds": 2})
     try:
-        with pytest.raises(PollTimeout, match="not finished after 0.5 s") as caught:
+        with pytest.raises(BatchInDoubt, match="may still land") as caught:
             impatient.ingest(PROFILES, [profiles_frame(3, offset=10)])
+        [late] = [r for r in aep.batches("profiles") if r.id != first.id]
+        message = str(caught.value)
+        assert f"batch {late.id} of dataset 'profiles' (run {impatient.run_id})" in message
+        assert "not finished after 0.5 s" in message and late.run_id == impatient.run_id != first.run_id
+        replacing = aep.ingest(PROFILES, [profiles_frame(1, offset=20)], replace=True)  # while the late one lands
     finally:
         emulator.set_faults({})
-    [late] = [r.id for r in aep.batches("profiles") if r.id != first.id]
-    message = str(caught.value)
-    assert f"batch {late} could not be aborted" in message and "REVERT it if it does" in message
-    aep.client.poll(
-        lambda: dict(aep.client.get(f"{CATALOG}/batches/{late}")),
-        lambda answer: answer[late]["status"] in BATCH_DONE,
-        "late batch",
-    )
-    aep.client.call("POST", f"/data/foundation/import/batches/{late}", params={"action": "REVERT"})  # as told
-    assert sorted(aep.query("SELECT ecid FROM profiles")["ecid"]) == ["p0", "p1"]
+    statuses = {r.id: r.status for r in aep.batches("profiles")}
+    assert statuses[late.id] not in BATCH_OK and statuses[first.id] not in BATCH_OK  # both superseded
+    assert [i for i, status in statuses.items() if status in BATCH_OK] == [replacing.id]
+    assert aep.query("SELECT ecid FROM profiles")["ecid"].tolist() == ["p20"]
 
 
 def test_retry_after_sleeps_are_capped(emulator: RunningEmulator) -> None:

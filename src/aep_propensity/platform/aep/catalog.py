@@ -18,7 +18,7 @@ from typing import Any
 
 from ..core.port import BatchRecord, check_name, utc_now
 from .client import AEPClient, AEPError
-from .contract import BATCH_OK, CATALOG, CATALOG_PAGE, XED_JSON, from_ms
+from .contract import BATCH_OK, CATALOG, CATALOG_PAGE, RUN_TAG, XED_JSON, from_ms
 
 XDM_SUFFIX = "_xdm"
 
@@ -128,4 +128,5 @@ def _batch_record(batch_id: str, dataset: str, batch: dict[str, Any]) -> BatchRe
         from_ms(batch.get("created")) or utc_now(),
         from_ms(batch.get("completed")),
         batch_errors(batch),
+        next(iter((batch.get("tags") or {}).get(RUN_TAG, [])), None),
     )

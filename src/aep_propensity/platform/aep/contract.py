@@ -30,6 +30,8 @@ AUDIENCE_ADHOC_ACCEPT = "application/vnd.adobe.adhoc.activation+json; version=2"
 
 BATCH_DONE = {"success", "active", "failed", "failure", "aborted", "abandoned", "inactive", "deleted"}
 BATCH_OK = {"success", "active"}
+#: The Catalog batch tag holding the id of the run (the platform session) that created the batch.
+RUN_TAG = "aep_propensity/run"
 QUERY_DONE = {"SUCCESS", "FAILED", "KILLED", "TIMEOUT"}
 JOB_DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
 #: Flow run statuses (lower-cased) of a run that is not over yet; any other status is final.

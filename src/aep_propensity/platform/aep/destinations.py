@@ -5,10 +5,11 @@ audience's profile fields), then the core's delivery policy chooses which to sen
 runs a Data Landing Zone destination flow (profile-store source, the audience's segment selector,
 profile selectors for the identity ``_{tenant}.userid`` and each attribute's XDM path, one ad-hoc run;
 the flow and its connections deleted afterwards, as an export's). The CSV it writes is read by its
-header (XDM path -> flat name), never by position, and handed to the configured ``files``
-destination. AEP keeps no record naming the audience job a delivery delivered, so each delivery is
-recorded in the backend's small dataset ``aep_propensity_deliveries`` (one batch per delivery, read
-through its flat view).
+header (XDM path -> flat name), never by position, sorted by ``ecid`` and handed to the configured
+``files`` destination under the core's ``delivery_key`` (the segment definition's version, the members
+and their attributes: the same for a repeat, whichever segment job found them). AEP keeps no record
+naming the audience job a delivery delivered, so each delivery is recorded in the backend's small
+dataset ``aep_propensity_deliveries`` (one batch per delivery, read through its flat view).
 
 Adobe's references: activating audiences to file-based destinations with the Flow Service API
 (https://experienceleague.adobe.com/en/docs/experience-platform/destinations/api/activate-segments-file-based-destinations)
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -40,12 +40,13 @@ from ..core.port import (
     PlatformError,
     ProfileSource,
     check_name,
+    delivery_key,
     jobs_to_deliver,
     utc_now,
 )
 from ..core.sql import identifier, literal
 from .client import AEPClient, AEPError
-from .contract import ADHOC_RUN, AUDIENCE_ADHOC_ACCEPT, FLOWS, PROFILE_STORE_SPEC
+from .contract import ADHOC_RUN, AUDIENCE_ADHOC_ACCEPT, FLOWS, PROFILE_STORE_SPEC, SEGMENTS
 from .flows import FlowObjects, dlz_filesystem, dlz_flow, dlz_target_connection, wait_for_run
 from .ingestion import BatchIngestion
 from .queries import QueryService
@@ -132,8 +133,10 @@ class Activation:
                     headers={"Accept": AUDIENCE_ADHOC_ACCEPT},
                 )
                 wait_for_run(self.client, flow_id, f"activation of {job.audience_name}")
-            rows = self._delivered_rows(folder, columns, selected)
-            result = destination.deliver(job.audience_name, job.audience_id, job.id, rows)
+            members = self._delivered_members(folder, columns, selected)
+            definition = self.client.get(f"{SEGMENTS}/segment/definitions/{job.audience_id}")
+            key = delivery_key(job.audience_id, int(definition.get("version") or 1), members.to_reader())
+            result = destination.deliver(job.audience_name, job.audience_id, job.id, key, members.to_reader())
         except Exception as exc:
             nothing = {"members": 0, "files": 0, "requests": 0, "bytes": 0}
             failed = Delivery(
@@ -186,14 +189,19 @@ class Activation:
         )
         return str(flow["id"])
 
-    def _delivered_rows(self, folder: str, columns: list[str], paths: list[str]) -> Iterator[pa.RecordBatch]:
-        """The rows of the CSV files the flow run wrote under ``folder``: the column headed by each XDM path
-        of ``paths``, named by the matching flat name of ``columns``."""
+    def _delivered_members(self, folder: str, columns: list[str], paths: list[str]) -> pa.Table:
+        """The rows of the CSV files the flow run wrote under ``folder``, in ``ecid`` order (AEP promises none):
+        the column headed by each XDM path of ``paths``, named by the matching flat name of ``columns``; no
+        file is no rows."""
         dlz, root = dlz_filesystem(self.client)
+        tables = []
         for path in sorted(dlz.glob(f"{root}/{folder}/*.csv")):
             with dlz.open(path, "rb") as handle:
                 table = pacsv.read_csv(handle, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-            yield from _by_header(table, columns, paths, path.rsplit("/", 1)[-1]).to_batches()
+            tables.append(_by_header(table, columns, paths, path.rsplit("/", 1)[-1]))
+        if not tables:
+            return pa.table({name: pa.array([], pa.string()) for name in columns})
+        return pa.concat_tables(tables, promote_options="default").sort_by("ecid")
 
     def _record(self, delivery: Delivery) -> None:
         """Append one delivery to the delivery dataset."""

@@ -4,10 +4,14 @@ The flat dataset ``X`` becomes the XDM dataset ``X_xdm`` (:mod:`.xdm` maps it; i
 :class:`~.registry.SchemaRegistry`, the dataset from the :class:`~.catalog.Catalog`). Each chunk is
 uploaded as one nested Parquet file of the batch (a file larger than ``upload_file_bytes``, 256 MB, as
 AEP's large file in parts), then the batch is COMPLETEd and polled to ``success``; a failed upload is
-ABORTed, so nothing becomes visible. A batch still not done at the poll timeout is ABORTed too, but AEP
-takes ABORT only before a batch is loaded: when it refuses, the timeout error says that the batch may
-still land and must then be REVERTed. The flat view ``X`` (``CREATE OR REPLACE VIEW X AS SELECT <xdm
-path> AS <column> ...`` over the dataset's Query Service table) gives the pipelines their flat columns.
+ABORTed, so nothing becomes visible. A batch whose end the client does not see (the poll times out, or
+the connection is lost after COMPLETE) is ABORTed too, but AEP takes ABORT only before a batch is
+loaded: when it refuses, :class:`BatchInDoubt` (logged as an error) names the batch, its dataset and
+its run, which may still land. Every batch is tagged with its run id (``tags["aep_propensity/run"]``).
+A replacing batch first waits for the dataset's batches still landing, so a failed run's late batch is
+among the predecessors it supersedes: the next run that replaces the dataset converges. The flat view
+``X`` (``CREATE OR REPLACE VIEW X AS SELECT <xdm path> AS <column> ...`` over the dataset's Query
+Service table) gives the pipelines their flat columns.
 
 A replacing batch is created as AEP's replay of the dataset's current successful batches (``"replay":
 {"predecessors": [...], "reason": "replace"}``), which lets the platform retire them when it succeeds.
@@ -34,7 +38,7 @@ from ..core.chunks import conform_chunk
 from ..core.port import BatchRecord, DatasetSpec, utc_now
 from .catalog import Catalog, batch_errors
 from .client import AEPClient, AEPError, PollTimeout
-from .contract import BATCH_DONE, BATCH_OK, IMPORT
+from .contract import BATCH_DONE, BATCH_OK, IMPORT, RUN_TAG
 from .queries import QueryService
 from .registry import SchemaRegistry
 from .xdm import flat_view_sql, mapping_for, to_nested
@@ -46,6 +50,10 @@ class BatchFailed(AEPError):
     """A batch ended in a failed state (its errors in the message)."""
 
 
+class BatchInDoubt(AEPError):
+    """A completed batch whose end the client did not see and could not abort: it may still land."""
+
+
 class BatchIngestion:
     """Batches of nested XDM Parquet into the backend's XDM datasets, with their flat views."""
 
@@ -55,10 +63,12 @@ class BatchIngestion:
         registry: SchemaRegistry,
         catalog: Catalog,
         queries: QueryService,
+        run_id: str,
         flatten_paths: bool = False,
         upload_file_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.client = client
+        self.run_id = run_id
         self.registry = registry
         self.catalog = catalog
         self.queries = queries
@@ -73,12 +83,19 @@ class BatchIngestion:
         schema_id = self.registry.schema(mapping, spec.profile_enabled)
         dataset_id, table = self.catalog.xdm_dataset(mapping.dataset, schema_id, spec.profile_enabled)
         created = utc_now()
-        body: dict[str, Any] = {"datasetId": dataset_id, "inputFormat": {"format": "parquet"}}
+        body: dict[str, Any] = {
+            "datasetId": dataset_id,
+            "inputFormat": {"format": "parquet"},
+            "tags": {RUN_TAG: [self.run_id]},
+        }
+        if replace:
+            self._wait_for_landing_batches(dataset_id, spec.name)
         predecessors = self.catalog.successful_batches(dataset_id) if replace else []
         if predecessors:
             body["replay"] = {"predecessors": predecessors, "reason": "replace"}
         batch_id = self.client.post(f"{IMPORT}/batches", body)["id"]
         rows = files = 0
+        completing = False
         try:
             for index, chunk in enumerate(chunks, start=1):
                 flat = conform_chunk(chunk, spec, index)
@@ -87,20 +104,52 @@ class BatchIngestion:
                     _parquet_bytes(to_nested(flat, mapping)),
                 )
                 rows, files = rows + flat.num_rows, index
+            completing = True  # from here AEP may have the COMPLETE, even if the call fails
             self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "COMPLETE"})
             status = self._wait_for_batch(batch_id)
         except BatchFailed:
             raise  # final already: nothing to abort
-        except PollTimeout as exc:
-            raise PollTimeout(f"{exc}; {self._abort_late(batch_id)}") from None
-        except BaseException:
-            self._abort(batch_id)  # an upload failed (or COMPLETE did): the batch is still loading
+        except BaseException as exc:
+            refused = self._abort(batch_id)  # an upload failed, or the batch's end was not seen
+            if completing and refused is not None:
+                raise self._in_doubt(batch_id, spec.name, exc, refused) from exc
+            if isinstance(exc, PollTimeout):
+                raise PollTimeout(f"{exc}; batch {batch_id} was aborted") from None
             raise
         self._retire(predecessors, batch_id)
         view = flat_view_sql(mapping, table, self.flatten_paths, self.queries.dialect)
         self.queries.run_query(view, f"flat view {spec.name}")
         logger.info("Batch %s: %s rows in %d files into %s (%s)", batch_id, f"{rows:,}", files, spec.name, table)
-        return BatchRecord(batch_id, spec.name, status, rows, files, created, utc_now())
+        return BatchRecord(batch_id, spec.name, status, rows, files, created, utc_now(), run_id=self.run_id)
+
+    def _in_doubt(self, batch_id: str, dataset: str, cause: BaseException, refused: AEPError) -> BatchInDoubt:
+        """The error for a completed batch whose end was not seen and that could not be aborted, logged
+        loudly: it may still land, and the next replacing batch of the dataset supersedes it."""
+        error = BatchInDoubt(
+            f"batch {batch_id} of dataset {dataset!r} (run {self.run_id}) may still land: its COMPLETE was sent "
+            f"but its end was not seen ({type(cause).__name__}: {cause}) and the ABORT failed ({refused}). "
+            f"The next replacing batch of {dataset!r} waits for it and supersedes it; until then "
+            f"{dataset!r} may hold this failed run's rows"
+        )
+        logger.error("%s", error)
+        return error
+
+    def _wait_for_landing_batches(self, dataset_id: str, dataset: str) -> None:
+        """Wait (up to the poll timeout) until no batch of the dataset is landing: completed (by any run, a
+        failed one's included) but not yet final. A replacing batch then replays every batch that landed,
+        so a failed run's late batch is superseded, never left beside the new one."""
+
+        def landing() -> list[str]:
+            return [
+                key
+                for key, batch in self.catalog.dataset_batches(dataset_id).items()
+                if batch.get("status") not in BATCH_DONE and batch.get("status") != "loading"
+            ]
+
+        waiting = landing()
+        if waiting:
+            logger.warning("Dataset %s has batches still landing (%s); waiting for them first", dataset, waiting)
+            self.client.poll(landing, lambda left: not left, f"batches landing in dataset {dataset}")
 
     def _upload(self, url: str, payload: bytes) -> None:
         """Upload one file of a batch: in one PUT up to ``upload_file_bytes``; larger, as AEP's large file
@@ -130,26 +179,14 @@ class BatchIngestion:
         return batch["status"]
 
     def _abort(self, batch_id: str) -> AEPError | None:
-        """ABORT a batch whose upload failed or that was still not done at the poll timeout; a failure to
-        abort is logged (the original error matters more) and returned."""
+        """ABORT a batch whose upload failed or whose end was not seen; a failure to abort is logged (the
+        original error matters more) and returned. AEP accepts ABORT only before a batch is loaded."""
         try:
             self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "ABORT"})
         except AEPError as exc:
             logger.warning("Aborting batch %s failed: %s", batch_id, exc)
             return exc
         return None
-
-    def _abort_late(self, batch_id: str) -> str:
-        """ABORT a completed batch that was still not done at the poll timeout, and say what became of it.
-        AEP accepts ABORT only before a batch is loaded, so a batch already promoting may be refused and
-        still become visible later; the caller is told so."""
-        refused = self._abort(batch_id)
-        if refused is None:
-            return f"batch {batch_id} was aborted"
-        return (
-            f"batch {batch_id} could not be aborted ({refused}); it may still succeed and become visible: "
-            "REVERT it if it does"
-        )
 
     def _retire(self, predecessors: list[str], successor: str) -> None:
         """REVERT each replaced batch the platform did not already retire through the successor's replay."""

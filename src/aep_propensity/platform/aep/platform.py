@@ -25,6 +25,7 @@ scores from duplicating another's; a failed run's batch is aborted or failed, so
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator
 
 import pandas as pd
@@ -71,8 +72,9 @@ class AEPPlatform:
         self.catalog = Catalog(client)
         self.exports = DatasetExport(client, self.catalog)
         self.queries = QueryService(client, self.exports, query_dialect, sslmode, interactive_row_limit)
+        self.run_id = uuid.uuid4().hex  # this platform session's: it tags the batches it makes
         self.ingestion = BatchIngestion(
-            client, self.registry, self.catalog, self.queries, flatten_paths, upload_file_bytes
+            client, self.registry, self.catalog, self.queries, self.run_id, flatten_paths, upload_file_bytes
         )
         self.segmentation = Segmentation(client, self.queries, self.ingestion)
         self.activation = Activation(client, self.registry, self.segmentation, self.queries, self.ingestion)
