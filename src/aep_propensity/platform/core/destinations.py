@@ -26,6 +26,30 @@ from .port import DeliveryResult, Destination, check_path_name
 
 logger = logging.getLogger(__name__)
 
+#: How much of a receiver's answer an error quotes.
+ANSWER_EXCERPT_CHARS = 300
+
+
+class CappedRetry(Retry):
+    """urllib3's ``Retry`` whose ``Retry-After`` sleeps are capped at ``max_retry_after_seconds``.
+
+    urllib3 honours ``Retry-After`` up to its own cap only (six hours, and configurable only in recent
+    versions), so an answer asking for an hour would stall the caller for an hour.
+    """
+
+    def __init__(self, *args: Any, max_retry_after_seconds: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_retry_after_seconds = max_retry_after_seconds
+
+    def get_retry_after(self, response: Any) -> float | None:
+        """The server's ``Retry-After`` in seconds, at most ``max_retry_after_seconds``."""
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, self.max_retry_after_seconds)
+
+    def new(self, **kw: Any) -> CappedRetry:
+        """The next retry state (urllib3 makes one per attempt), keeping the cap."""
+        return super().new(max_retry_after_seconds=self.max_retry_after_seconds, **kw)
+
 
 @dataclass(frozen=True)
 class FileDestination:
@@ -33,7 +57,8 @@ class FileDestination:
 
     Files are named as AEP's batch destinations name them,
     ``<destination>_<audience id>_<YYYYmmdd_HHMMSS>.<csv|parquet>`` under ``<path>/<audience>/``, and a
-    ``.manifest.json`` beside each file (written last) lists it with its rows and bytes.
+    ``.manifest.json`` beside each file (written last) lists it with its rows and bytes, and the delivery's
+    key. An audience without members is a file with its columns only (a CSV's header row).
     """
 
     name: str
@@ -45,7 +70,7 @@ class FileDestination:
         check_path_name(self.name, "destination")
 
     def deliver(
-        self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
+        self, audience: str, audience_id: str, job_id: str, key: str, members: pa.RecordBatchReader
     ) -> DeliveryResult:
         """Write the members to one file under ``<path>/<audience>/``, then its manifest; nothing outside ``path``."""
         check_path_name(audience, "audience")
@@ -57,24 +82,22 @@ class FileDestination:
         fs.makedirs(f"{root}/{audience}", exist_ok=True)
         rows = 0
         with fs.open(target, "wb") as sink:
-            writer = None
+            writer = (
+                pq.ParquetWriter(sink, members.schema)
+                if self.format == "parquet"
+                else pacsv.CSVWriter(sink, members.schema)
+            )
             for batch in members:
-                if writer is None:
-                    writer = (
-                        pq.ParquetWriter(sink, batch.schema)
-                        if self.format == "parquet"
-                        else pacsv.CSVWriter(sink, batch.schema)
-                    )
                 writer.write_batch(batch)
                 rows += batch.num_rows
-            if writer is not None:
-                writer.close()
+            writer.close()
         size = fs.size(target)
         manifest = {
             "destination": self.name,
             "audience": audience,
             "audience_id": audience_id,
             "job_id": job_id,
+            "delivery_key": key,
             "files": [{"name": target.rsplit("/", 1)[-1], "rows": rows, "bytes": size}],
             "created": datetime.now(UTC).isoformat(),
         }
@@ -87,9 +110,12 @@ class FileDestination:
 class HttpDestination:
     """An HTTP API destination: members POSTed as JSON in batches, with timeouts and retries.
 
-    Each request carries ``{"audience", "audience_id", "job_id", "batch", "members": [...]}`` and an
-    ``Idempotency-Key`` header (``<job id>-<batch>``) so a receiver can drop a retried duplicate.
-    429 and 5xx answers are retried with exponential backoff, honouring ``Retry-After``.
+    Each request carries ``{"audience", "audience_id", "delivery_key", "batch", "members": [...]}`` and an
+    ``Idempotency-Key`` header, ``<delivery key>-<first row>-<end row>``: a retried request, and a later
+    delivery of the same audience version with the same members and attributes, repeat the very same
+    requests, so a receiver can drop them. 429 and 5xx answers are retried with exponential backoff,
+    honouring ``Retry-After``; no wait before a retry exceeds ``max_retry_wait_seconds``, and no request
+    waits longer than ``timeout_seconds`` to connect or for an answer.
     """
 
     name: str
@@ -98,17 +124,20 @@ class HttpDestination:
     timeout_seconds: float = 10.0
     retries: int = 3
     backoff_factor: float = 0.5
+    max_retry_wait_seconds: float = 30.0
     headers: dict[str, str] = field(default_factory=dict)
 
     def _session(self) -> requests.Session:
         """A session that retries transient failures of any method (POSTs carry an idempotency key)."""
-        retry = Retry(
+        retry = CappedRetry(
             total=self.retries,
             backoff_factor=self.backoff_factor,
+            backoff_max=self.max_retry_wait_seconds,
             status_forcelist=(429, 500, 502, 503, 504),
             allowed_methods=None,
             respect_retry_after_header=True,
             raise_on_status=False,
+            max_retry_after_seconds=self.max_retry_wait_seconds,
         )
         session = requests.Session()
         session.mount("http://", HTTPAdapter(max_retries=retry))
@@ -116,7 +145,7 @@ class HttpDestination:
         return session
 
     def deliver(
-        self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
+        self, audience: str, audience_id: str, job_id: str, key: str, members: pa.RecordBatchReader
     ) -> DeliveryResult:
         """POST the members in batches of ``batch_size``; any batch still failing after retries raises."""
         rows = sent = size = 0
@@ -126,25 +155,53 @@ class HttpDestination:
                     {
                         "audience": audience,
                         "audience_id": audience_id,
-                        "job_id": job_id,
+                        "delivery_key": key,
                         "batch": sent,
                         "members": batch.to_pylist(),
                     },
                     default=str,
                 ).encode()
+                request_key = f"{key}-{rows}-{rows + batch.num_rows}"
                 response = session.post(
                     self.url,
                     data=body,
                     timeout=self.timeout_seconds,
-                    headers={"Content-Type": "application/json", "Idempotency-Key": f"{job_id}-{sent}", **self.headers},
+                    headers={"Content-Type": "application/json", "Idempotency-Key": request_key, **self.headers},
                 )
                 if response.status_code >= 400:
                     raise requests.HTTPError(
-                        f"destination {self.name!r}: batch {sent} of audience {audience!r} failed "
-                        f"with HTTP {response.status_code} after {self.retries} retries"
+                        f"destination {self.name!r}: batch {sent} of audience {audience!r} failed with "
+                        f"{_refusal(response, list(self.headers.values()))}",
+                        response=response,
                     )
                 rows, sent, size = rows + batch.num_rows, sent + 1, size + len(body)
         return DeliveryResult(members=rows, requests=sent, bytes=size, location=self.url)
+
+
+def _refusal(response: requests.Response, secrets: list[str]) -> str:
+    """What a receiver's refusal was: its HTTP status, whether the request was retried, and the start of its
+    answer (``secrets`` masked)."""
+    retried = _retries(response)
+    tries = f"after {retried} retr{'y' if retried == 1 else 'ies'}" if retried else "(not retried)"
+    return f"HTTP {response.status_code} {tries}: {_excerpt(response.text, secrets)}"
+
+
+def _retries(response: requests.Response) -> int:
+    """How many times urllib3 repeated the request that got ``response``."""
+    retry = getattr(response.raw, "retries", None)
+    return len(retry.history) if retry is not None else 0
+
+
+def _excerpt(text: str, secrets: list[str]) -> str:
+    """The start of ``text`` on one line, at most :data:`ANSWER_EXCERPT_CHARS`, with each of ``secrets`` and
+    each of their words of eight characters or more (the token after ``Bearer``) masked as ``***``."""
+    words = {word for secret in secrets for word in secret.split() if len(word) >= 8}
+    for part in sorted({*filter(None, secrets), *words}, key=len, reverse=True):
+        text = text.replace(part, "***")
+    line = " ".join(text.split())
+    if not line:
+        return "(no body)"
+    return line if len(line) <= ANSWER_EXCERPT_CHARS else line[:ANSWER_EXCERPT_CHARS] + "..."
 
 
 def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterable[pa.Table]:

@@ -8,6 +8,7 @@ its ledger, readable through the same port.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -297,9 +298,10 @@ class Destination(Protocol):
     name: str
 
     def deliver(
-        self, audience: str, audience_id: str, job_id: str, members: Iterable[pa.RecordBatch]
+        self, audience: str, audience_id: str, job_id: str, key: str, members: pa.RecordBatchReader
     ) -> DeliveryResult:
-        """Deliver one audience's members."""
+        """Deliver one audience's members (their reader has their columns even when there are none) under the
+        delivery's ``key`` (:func:`delivery_key`)."""
         ...
 
 
@@ -392,3 +394,14 @@ def jobs_to_deliver(
         else:
             chosen.setdefault(job.id, job)
     return list(chosen.values())
+
+
+def delivery_key(audience_id: str, version: int, members: pa.RecordBatchReader) -> str:
+    """The key of a delivery, read from its ``members`` (in ``ecid`` order) to the end: the same for the same
+    audience version, columns and rows, whichever evaluation job found them, so that a receiver can tell a
+    repeat from new data; any other member, attribute value or version changes it."""
+    digest = hashlib.sha256(json.dumps([audience_id, version, members.schema.names]).encode())
+    for batch in members:
+        rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
+        digest.update("".join(json.dumps(row, default=str) + "\n" for row in rows).encode())
+    return digest.hexdigest()[:32]

@@ -1,8 +1,10 @@
 """Activation on the local platform (AEP's destinations role): evaluated audiences streamed to destinations.
 
-A job's members (``ecid`` plus chosen attributes of the audience's profile source) go to a
-destination as record batches; every delivery is recorded in the ledger, and the core's delivery
-policy decides which jobs to send.
+A job's members (``ecid`` plus chosen attributes of the audience's profile source, in ``ecid`` order)
+go to a destination as record batches under a delivery key read from them first (the core's
+``delivery_key``: the same for the same audience version, members and attributes); every delivery is
+recorded in the ledger, failed if it raised or was interrupted, and the core's delivery policy decides
+which jobs to send.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 import uuid
 from contextlib import closing
 
+import pyarrow as pa
+
 from ..core.port import (
     AudienceJob,
     Delivery,
@@ -20,12 +24,13 @@ from ..core.port import (
     PlatformError,
     ProfileSource,
     check_name,
+    delivery_key,
     jobs_to_deliver,
     utc_now,
 )
-from ..core.sql import identifier, literal
+from ..core.sql import identifier, literal, transpile
 from .engines import Engine, stream_rows
-from .ledger import AUDIENCE_DDL, Ledger
+from .ledger import AUDIENCE_DDL, Ledger, error_text
 from .segmentation import JOB_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -53,34 +58,34 @@ class LocalActivation:
         destination is skipped unless ``force``.
         """
         columns = [check_name(name, "attribute") for name in attributes]
-        evaluated = [self._succeeded_job(job_id) for job_id in job_ids]
-        sources = {job.id: source for job, source in evaluated}
+        evaluated = {job.id: (job, source, version) for job, source, version in map(self._succeeded_job, job_ids)}
         chosen = jobs_to_deliver(
-            [job for job, _ in evaluated], destination.name, self.deliveries(destination.name), force
+            [job for job, _, _ in evaluated.values()], destination.name, self.deliveries(destination.name), force
         )
-        return [self._deliver(job, sources[job.id], destination, columns) for job in chosen]
+        return [self._deliver(*evaluated[job.id], destination, columns) for job in chosen]
 
-    def _succeeded_job(self, job_id: str) -> tuple[AudienceJob, ProfileSource]:
-        """The successful audience job ``job_id`` and its audience's profile source."""
+    def _succeeded_job(self, job_id: str) -> tuple[AudienceJob, ProfileSource, int]:
+        """The successful audience job ``job_id``, its audience's profile source and version."""
         if not _HEX_ID.match(job_id):
             raise PlatformError(f"not an audience job id: {job_id!r}")
         with self.engine.connect() as conn:
             self.ledger.ensure(conn, AUDIENCE_DDL)
             rows = self.ledger.fetchall(
                 conn,
-                f"SELECT {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, a.source "
+                f"SELECT {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, a.source, a.version "
                 f"FROM ledger_audience_jobs AS j JOIN ledger_audiences AS a "
                 f"ON a.id = j.audience_id WHERE j.id = {self.engine.placeholder}",
                 [job_id],
             )
         if not rows or rows[0][3] != "SUCCEEDED":
             raise PlatformError(f"audience job {job_id} does not exist or did not succeed")
-        return AudienceJob(*rows[0][:8]), ProfileSource.from_config(json.loads(rows[0][8]))
+        return AudienceJob(*rows[0][:8]), ProfileSource.from_config(json.loads(rows[0][8])), int(rows[0][9])
 
     def _deliver(
-        self, job: AudienceJob, source: ProfileSource, destination: Destination, columns: list[str]
+        self, job: AudienceJob, source: ProfileSource, version: int, destination: Destination, columns: list[str]
     ) -> Delivery:
-        """Stream one job's members to the destination and record the delivery."""
+        """Stream one job's members to the destination and record the delivery (failed on any error or
+        interrupt, so that none stays ``running``)."""
         delivery_id, started = uuid.uuid4().hex, utc_now()
         with self.engine.connect() as conn:
             self.ledger.insert(
@@ -109,12 +114,16 @@ class LocalActivation:
             f"ON p.ecid = m.ecid WHERE m.job_id = {literal(job.id)} ORDER BY m.ecid"
         )
         try:
+            schema = self._schema(members)
+            with closing(stream_rows(self.engine, members)) as batches:  # closed before the next read
+                key = delivery_key(job.audience_id, version, pa.RecordBatchReader.from_batches(schema, batches))
             with closing(stream_rows(self.engine, members)) as batches:  # closed before the ledger is written
-                result = destination.deliver(job.audience_name, job.audience_id, job.id, batches)
-        except Exception as exc:
+                reader = pa.RecordBatchReader.from_batches(schema, batches)
+                result = destination.deliver(job.audience_name, job.audience_id, job.id, key, reader)
+        except BaseException as exc:  # an interrupt too: the delivery is over, and failed
             with self.engine.connect() as conn:
                 self.ledger.update(
-                    conn, "ledger_deliveries", delivery_id, status="failed", completed=utc_now(), error=str(exc)[:2000]
+                    conn, "ledger_deliveries", delivery_id, status="failed", completed=utc_now(), error=error_text(exc)
                 )
             raise
         delivery = result.delivery(delivery_id, job, destination.name, started)
@@ -135,6 +144,12 @@ class LocalActivation:
             "Delivered audience %s to %s: %s members", job.audience_name, destination.name, f"{result.members:,}"
         )
         return delivery
+
+    def _schema(self, sql: str) -> pa.Schema:
+        """The columns of a canonical-dialect query's result (its stream may have no batch to show them)."""
+        empty = transpile(f"SELECT * FROM ({sql}) AS q LIMIT 0", self.engine.dialect)
+        with self.engine.connect(read_only=True) as conn:
+            return self.engine.fetch_arrow(conn, empty, 1).schema
 
     def deliveries(self, destination: str | None = None) -> list[Delivery]:
         """The ledger's deliveries, newest first, optionally to one destination."""
