@@ -39,6 +39,8 @@ class RunningEmulator:
     schema: str
     data_dir: Path
     log: Path
+    client_secret: str = field(default=CLIENT_SECRET, repr=False)
+    log_level: str = "info"
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -49,7 +51,8 @@ class RunningEmulator:
     def start(self) -> None:
         """Start the process (with none of the caller's AEP_EMULATOR_* variables) and wait for its health check."""
         command = [sys.executable, "-m", "aep_propensity.emulator.cli", "--port", str(self.port), "--dsn", PG_DSN]
-        command += ["--schema", self.schema, "--data-dir", str(self.data_dir), "--client-secret", CLIENT_SECRET]
+        command += ["--schema", self.schema, "--data-dir", str(self.data_dir), "--client-secret", self.client_secret]
+        command += ["--log-level", self.log_level]
         env = {key: value for key, value in os.environ.items() if not key.startswith("AEP_EMULATOR_")}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -91,11 +94,15 @@ class RunningEmulator:
 
 
 @contextmanager
-def running_emulator(folder: Path) -> Iterator[RunningEmulator]:
-    """A running emulator in a fresh PostgreSQL schema, files under ``folder``; schema dropped at the end."""
+def running_emulator(
+    folder: Path, client_secret: str = CLIENT_SECRET, log_level: str = "info"
+) -> Iterator[RunningEmulator]:
+    """A running emulator in a fresh PostgreSQL schema, files under ``folder``, its log ``folder/log.txt``;
+    schema dropped at the end."""
     require_postgres()
     folder.mkdir(parents=True, exist_ok=True)
-    emulator = RunningEmulator(free_port(), f"test_emu_{uuid.uuid4().hex[:10]}", folder / "data", folder / "log.txt")
+    schema, data, log = f"test_emu_{uuid.uuid4().hex[:10]}", folder / "data", folder / "log.txt"
+    emulator = RunningEmulator(free_port(), schema, data, log, client_secret, log_level)
     emulator.start()
     try:
         yield emulator

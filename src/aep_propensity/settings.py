@@ -2,7 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
+from aep_propensity import log_redaction
 from aep_propensity.hooks import MlflowTrackingHooks, NodeTimingHooks, RunContextHooks
+
+# No secret in any log at any level: at DEBUG, Kedro's hook tracing logs the resolved credentials.
+log_redaction.install()
 
 HOOKS = (RunContextHooks(), NodeTimingHooks(), MlflowTrackingHooks())
 

@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from aep_propensity import log_redaction
+
 from .config import EmulatorConfig, env_default, load_faults
 
 #: The top-level modules the ``emulator`` extra installs (python-multipart's is ``multipart`` or
@@ -20,8 +22,12 @@ EXTRA_MODULES = frozenset({"fastapi", "starlette", "uvicorn", "multipart", "pyth
 MISSING_EXTRA = "aep-emulator: the emulator needs its extra: pip install 'aep-propensity[emulator]' (missing: {})"
 
 
-def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
-    """The emulator's configuration from the command line and the environment."""
+#: The levels of ``--log-level``; whatever the level, no secret is logged (:mod:`aep_propensity.log_redaction`).
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[EmulatorConfig, str]:
+    """The emulator's configuration from the command line and the environment, and its log level."""
     defaults = EmulatorConfig()
     parser = argparse.ArgumentParser(prog="aep-emulator", description="A local AEP emulator backed by PostgreSQL.")
     parser.add_argument("--host", default=defaults.host)
@@ -43,8 +49,14 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     parser.add_argument(
         "--faults", default=os.environ.get("AEP_EMULATOR_FAULTS"), help="fault switches: a JSON file or inline JSON"
     )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=env_default("AEP_EMULATOR_LOG_LEVEL", "info").lower(),
+        help="the log level (default info); no level logs a secret",
+    )
     args = parser.parse_args(argv)
-    return EmulatorConfig(
+    config = EmulatorConfig(
         host=args.host,
         port=args.port,
         dsn=args.dsn,
@@ -58,11 +70,14 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         query_timeout_seconds=args.query_timeout_seconds,
         faults=load_faults(args.faults),
     )
+    return config, args.log_level
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the emulator until interrupted; without the ``emulator`` extra, exit with a one-line message."""
-    config = parse_args(argv)
+    config, log_level = parse_args(argv)
+    log_redaction.register_secret(config.client_secret)
+    log_redaction.install()
     try:
         import uvicorn  # noqa: PLC0415 - the optional extra, imported only to serve
 
@@ -71,8 +86,10 @@ def main(argv: list[str] | None = None) -> None:
         if (exc.name or "").partition(".")[0] not in EXTRA_MODULES:
             raise
         sys.exit(MISSING_EXTRA.format(exc.name))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", access_log=False)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # At DEBUG, every request is logged too (uvicorn's access log), the secrets in a query string masked.
+    app = create_app(config)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, access_log=log_level == "debug")
 
 
 if __name__ == "__main__":
