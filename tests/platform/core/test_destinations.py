@@ -11,8 +11,9 @@ import pytest
 from urllib3 import HTTPResponse
 
 from aep_propensity.platform import AudienceDefinition
-from aep_propensity.platform.core.destinations import ANSWER_EXCERPT_CHARS, CappedRetry, FileDestination, _excerpt
+from aep_propensity.platform.core.destinations import ANSWER_EXCERPT_CHARS, FileDestination, _excerpt
 from aep_propensity.platform.core.port import delivery_key
+from aep_propensity.platform.core.retries import CappedRetry
 
 HOSTILE = ["../../../../tmp/x", "a/b", "..", "", " high", "high\x00", "high\n", "x" * 101, "/etc/passwd"]
 

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from ..core.port import PlatformError
+from ..core.retries import CappedRetry
 
 logger = logging.getLogger(__name__)
 
@@ -70,26 +70,9 @@ class Credentials:
         return cls(str(config["client_id"]), str(config["client_secret"]), str(config["org_id"]), str(scopes))
 
 
-class CappedRetry(Retry):
-    """urllib3's ``Retry`` whose ``Retry-After`` sleeps are capped at ``max_retry_after_seconds``."""
-
-    max_retry_after_seconds: float = MAX_RETRY_AFTER_SECONDS
-
-    def get_retry_after(self, response: Any) -> float | None:
-        """The server's ``Retry-After`` in seconds, at most ``max_retry_after_seconds``."""
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(seconds, self.max_retry_after_seconds)
-
-    def new(self, **kw: Any) -> CappedRetry:
-        """The next retry state (urllib3 makes one per attempt), keeping the cap."""
-        retry = super().new(**kw)
-        retry.max_retry_after_seconds = self.max_retry_after_seconds
-        return retry
-
-
 def capped_retry(retries: int, backoff_factor: float, max_retry_after_seconds: float) -> CappedRetry:
     """The session's retry policy: connection failures and 429/5xx answers (every method), never read timeouts."""
-    retry = CappedRetry(
+    return CappedRetry(
         total=retries,
         connect=retries,
         read=0,  # a read timeout is ambiguous: the server may have created what a POST asked for
@@ -99,9 +82,8 @@ def capped_retry(retries: int, backoff_factor: float, max_retry_after_seconds: f
         backoff_factor=backoff_factor,
         respect_retry_after_header=True,
         raise_on_status=False,
+        max_retry_after_seconds=max_retry_after_seconds,
     )
-    retry.max_retry_after_seconds = max_retry_after_seconds
-    return retry
 
 
 def error_from_response(response: requests.Response, what: str) -> AEPError:

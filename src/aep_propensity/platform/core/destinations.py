@@ -20,35 +20,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from .port import DeliveryResult, Destination, check_path_name
+from .retries import CappedRetry
 
 logger = logging.getLogger(__name__)
 
 #: How much of a receiver's answer an error quotes.
 ANSWER_EXCERPT_CHARS = 300
-
-
-class CappedRetry(Retry):
-    """urllib3's ``Retry`` whose ``Retry-After`` sleeps are capped at ``max_retry_after_seconds``.
-
-    urllib3 honours ``Retry-After`` up to its own cap only (six hours, and configurable only in recent
-    versions), so an answer asking for an hour would stall the caller for an hour.
-    """
-
-    def __init__(self, *args: Any, max_retry_after_seconds: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_retry_after_seconds = max_retry_after_seconds
-
-    def get_retry_after(self, response: Any) -> float | None:
-        """The server's ``Retry-After`` in seconds, at most ``max_retry_after_seconds``."""
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(seconds, self.max_retry_after_seconds)
-
-    def new(self, **kw: Any) -> CappedRetry:
-        """The next retry state (urllib3 makes one per attempt), keeping the cap."""
-        return super().new(max_retry_after_seconds=self.max_retry_after_seconds, **kw)
 
 
 @dataclass(frozen=True)
