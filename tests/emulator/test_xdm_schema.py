@@ -12,6 +12,7 @@ from aep_propensity.emulator.xdm_schema import (
     BATCH_COLUMN,
     XdmError,
     arrow_to_paths,
+    coerce,
     column_name,
     columns_of,
     conform,
@@ -59,3 +60,23 @@ def test_faults_from_inline_json() -> None:
     assert load_faults('{"rate_limit_every": 3, "retry_after": 1}') == {"rate_limit_every": 3, "retry_after": 1}
     with pytest.raises(ValueError, match="unknown fault"):
         load_faults('{"chaos": true}')
+
+
+@pytest.mark.parametrize(
+    ("values", "logical"),
+    [
+        (pa.array([1, -7]), "bool"),  # an integer is no boolean
+        (pa.array(["007"]), "int64"),  # text is not parsed into a number
+        (pa.array([2**53 + 1]), "float64"),  # a digit would be lost
+        (pa.array(["2026-08-03T10:30:00Z"]), "date"),  # the time of day would be dropped
+    ],
+    ids=["int-as-bool", "text-as-number", "lost-digit", "time-dropped"],
+)
+def test_lossy_casts_are_refused(values, logical):
+    with pytest.raises(XdmError, match="field 'x' .* cannot be stored as"):
+        coerce(values, logical, "x")
+
+
+def test_exact_casts_are_kept():
+    assert coerce(pa.array([1, 2], pa.int32()), "int64", "x").to_pylist() == [1, 2]
+    assert coerce(pa.array(["2026-08-03T00:00:00Z"]), "date", "x").to_pylist() == [dt.date(2026, 8, 3)]

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Header, Request, Response
 
-from aep_propensity.platform.core.port import Column, DatasetSpec
+from aep_propensity.platform.core.port import Column, DatasetSpec, SchemaMismatchError
 from aep_propensity.platform.core.sql import identifier
 
 from .catalog import dataset_columns, dataset_or_404, table_of
@@ -299,7 +299,7 @@ def promote(emu: Emulator, batch_id: str) -> None:
     except BatchFailure as exc:
         _fail(emu, batch, exc.code, exc.description)
         return
-    except XdmError as exc:
+    except (XdmError, SchemaMismatchError) as exc:
         _fail(emu, batch, "INGEST-1212-400", str(exc))
         return
     except Exception as exc:  # any other failure of promotion fails the batch, as on AEP

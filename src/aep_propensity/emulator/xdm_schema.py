@@ -194,7 +194,8 @@ def arrow_to_paths(table: pa.Table) -> dict[str, pa.Array]:
 
 
 def coerce(array: pa.Array, logical: LogicalType, path: str) -> pa.Array:
-    """``array`` as the Arrow type of ``logical``; dates and date-times from ISO strings or epoch ms."""
+    """``array`` as the Arrow type of ``logical``; dates and date-times from ISO strings or epoch ms. A cast
+    that would change a value (an integer as a boolean, a date-time's time dropped) is refused."""
     target = ARROW_TYPES[logical]
     if pa.types.is_null(array.type):
         return pa.nulls(len(array), target)
@@ -206,11 +207,16 @@ def coerce(array: pa.Array, logical: LogicalType, path: str) -> pa.Array:
             else:
                 moments = pd.to_datetime(series, utc=True, format="ISO8601")
             moments = moments.dt.tz_localize(None)
+            if logical == "date" and (moments.dropna() != moments.dropna().dt.normalize()).any():
+                raise ValueError("a date-time with a time of day is not a date")
             values = moments.dt.date if logical == "date" else moments
             return pa.array(values, type=target, from_pandas=True)
         if pa.types.is_timestamp(array.type) and array.type.tz is not None:
             array = array.cast(pa.timestamp(array.type.unit))
-        return array.cast(target, safe=True)
+        cast = array.cast(target, safe=True)
+        if not cast.cast(array.type).equals(array):  # exact or refused: -7 is no boolean, '007' no number
+            raise ValueError("not every value casts exactly")
+        return cast
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError, TypeError) as exc:
         raise XdmError(
             f"TypeCompatibilityException: field '{path}' of type {array.type} cannot be stored as {logical}: {exc}"

@@ -93,7 +93,7 @@ def failing_chunks():
         (
             lambda: [chunk(100, 5), chunk(105, 3).set_column(1, "age", pa.array(["1", "x", "y"]))],
             SchemaMismatchError,
-            "column 'age' has type string, not int64 (2 bad rows)",
+            "column 'age' has type string, not int64 (3 bad rows; first at row 0: '1')",
         ),
         (
             lambda: [chunk(100, 5), chunk(105, 3).set_column(0, "ecid", pa.array(["a", None, None]))],
@@ -275,3 +275,15 @@ def test_strings_that_look_like_nulls_and_nan_read_back_as_stored(platform):
     assert math.isnan(x[0]) and x[1] is None and x[2:] == [1.5, 0.0, -1.0, 2.0, 3.0, 4.0]
     queried = platform.query('SELECT note FROM "odd" ORDER BY ecid')["note"].tolist()
     assert queried[:7] == texts[:7] and pd.isna(queried[7])
+
+
+def test_nul_text_is_stored_where_the_engine_can_and_refused_naming_it_where_not(platform, engine_name):
+    spec = DatasetSpec("notes", (Column("ecid", "string"), Column("note", "string")), identity="ecid")
+    rows = [pa.table({"ecid": ["a", "b"], "note": ["plain", "nul\x00inside"]})]
+    if engine_name == "duckdb":
+        platform.ingest(spec, rows)
+        assert platform.query('SELECT note FROM "notes" ORDER BY ecid')["note"].tolist() == ["plain", "nul\x00inside"]
+        return
+    with pytest.raises(SchemaMismatchError, match=r"dataset 'notes', chunk 1: column 'note'.*1 bad row"):
+        platform.ingest(spec, rows)
+    assert not platform.exists("notes") and platform.batches("notes")[0].status == "failed"

@@ -98,7 +98,9 @@ class BatchIngestion:
         completing = False
         try:
             for index, chunk in enumerate(chunks, start=1):
-                flat = conform_chunk(chunk, spec, index)
+                flat = conform_chunk(
+                    chunk, spec, index, refuse_nul=True
+                )  # the Query Service stand-ins cannot store NUL
                 self._upload(
                     f"{IMPORT}/batches/{batch_id}/datasets/{dataset_id}/files/part-{index:05d}.parquet",
                     _parquet_bytes(to_nested(flat, mapping)),

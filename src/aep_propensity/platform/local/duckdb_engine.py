@@ -40,6 +40,7 @@ class DuckDBEngine:
 
     dialect = "duckdb"
     placeholder = "?"
+    stores_nul = True
 
     def __init__(
         self, path: str, memory_limit: str = "4GB", threads: int = 2, lock_timeout_seconds: float = 60.0

@@ -39,6 +39,7 @@ class Engine(Protocol):
 
     dialect: str
     placeholder: str
+    stores_nul: bool  # whether its text can hold a NUL character (ingestion refuses it where not)
 
     def connect(self, read_only: bool = False) -> Any:
         """A context manager giving a DB-API connection inside one transaction."""

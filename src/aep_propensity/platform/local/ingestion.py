@@ -154,7 +154,7 @@ class LocalIngestion:
         return the rows and chunks inserted."""
         rows = files = 0
         for files, chunk in enumerate(chunks, start=1):
-            table_chunk = conform_chunk(chunk, spec, files)
+            table_chunk = conform_chunk(chunk, spec, files, refuse_nul=not self.engine.stores_nul)
             self.engine.append(conn, table, table_chunk)
             if not one_transaction:
                 self.engine.commit(conn)  # into the staging table: nothing is visible yet

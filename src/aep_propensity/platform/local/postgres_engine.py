@@ -33,6 +33,7 @@ class PostgresEngine:
 
     dialect = "postgres"
     placeholder = "%s"
+    stores_nul = False  # PostgreSQL's text cannot hold NUL
 
     def __init__(self, dsn: str, schema: str = "aep_propensity") -> None:
         self._dsn = dsn
@@ -156,14 +157,10 @@ class PostgresEngine:
 
     @contextmanager
     def hold_batch(self, conn: psycopg2.extensions.connection, batch_id: str) -> Iterator[None]:
-        """Hold a session-level advisory lock on the batch for the block; PostgreSQL releases it when the
-        session ends, so a killed client's batch is no longer live."""
+        """Take a session-level advisory lock on the batch: it outlives the batch's commits and goes with
+        the session, which :meth:`connect` closes after the block (or the server, when the client dies)."""
         self.fetchall(conn, "SELECT pg_advisory_lock(hashtextextended(%s, 0))", [batch_id])
-        try:
-            yield
-        finally:
-            if not conn.closed:
-                self.fetchall(conn, "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [batch_id])
+        yield
 
     def batch_is_live(self, conn: psycopg2.extensions.connection, batch_id: str) -> bool:
         """Whether another session holds the batch's advisory lock (tried without waiting, and let go)."""
