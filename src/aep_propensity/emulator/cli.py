@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aep_propensity import log_redaction
 
-from .config import EmulatorConfig, env_default, load_faults
+from .config import EmulatorConfig, env_default, load_faults, load_limits
 
 #: The top-level modules the ``emulator`` extra installs (python-multipart's is ``multipart`` or
 #: ``python_multipart``), and what to say when one is missing.
@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorConfig, str]:
         "--faults", default=os.environ.get("AEP_EMULATOR_FAULTS"), help="fault switches: a JSON file or inline JSON"
     )
     parser.add_argument(
+        "--limits",
+        default=os.environ.get("AEP_EMULATOR_LIMITS"),
+        help="Batch Ingestion limits to lower (put_file_bytes, part_bytes, files_per_batch, batch_bytes): JSON",
+    )
+    parser.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default=env_default("AEP_EMULATOR_LOG_LEVEL", "info").lower(),
@@ -69,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorConfig, str]:
         token_ttl=args.token_ttl,
         query_timeout_seconds=args.query_timeout_seconds,
         faults=load_faults(args.faults),
+        limits=load_limits(args.limits),
     )
     return config, args.log_level
 

@@ -15,10 +15,24 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: Fault switches the emulator understands: ``rate_limit_every``/``retry_after``/``error_every`` are
 #: injected in front of every AEP path (:func:`.app.injected_fault`), ``fail_batches`` and
 #: ``batch_delay_seconds`` act on batch promotion (:func:`.ingestion.promote`), ``token_ttl`` on new
-#: IMS tokens (:attr:`.service.Emulator.token_ttl`).
+#: IMS tokens (:attr:`.service.Emulator.token_ttl`), ``limits`` overrides :data:`LIMITS` at run time.
 FAULT_KEYS = frozenset(
-    {"rate_limit_every", "retry_after", "error_every", "fail_batches", "batch_delay_seconds", "token_ttl"}
+    {"rate_limit_every", "retry_after", "error_every", "fail_batches", "batch_delay_seconds", "token_ttl", "limits"}
 )
+
+#: AEP's Batch Ingestion bounds, as the emulator enforces them (:mod:`.ingestion`); ``--limits`` (or the
+#: ``limits`` fault) lowers them so a test crosses one cheaply. ``put_file_bytes``: one PUT, the 256 MB
+#: gateway threshold of the Batch Ingestion API (a larger file is uploaded in parts);
+#: ``part_bytes``: one large-file part, the API's accepted range 0-512000000; ``files_per_batch`` and
+#: ``batch_bytes``: 1500 files and 100 GB per batch, Adobe's data ingestion guardrails
+#: (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails and
+#: https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview).
+LIMITS: dict[str, int] = {
+    "put_file_bytes": 256 * 1024 * 1024,
+    "part_bytes": 512_000_000,
+    "files_per_batch": 1500,
+    "batch_bytes": 100 * 1024**3,
+}
 
 
 @dataclass
@@ -37,6 +51,9 @@ class EmulatorConfig:
     token_ttl: int = 86399
     query_timeout_seconds: int = 600
     faults: dict[str, Any] = field(default_factory=dict)
+    #: A JSON-lines file every exchange is appended to (:mod:`.recording`), or None: no recording.
+    record: Path | None = None
+    limits: dict[str, int] = field(default_factory=lambda: dict(LIMITS))
 
     def __post_init__(self) -> None:
         """Refuse schema names that are not plain identifiers (with ``_state`` appended too) and a
@@ -70,13 +87,32 @@ def env_default(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _json_option(value: str) -> Any:
+    """A JSON file path's content or an inline JSON object, parsed."""
+    return json.loads(Path(value).read_text() if not value.lstrip().startswith("{") else value)
+
+
 def load_faults(value: str | None) -> dict[str, Any]:
     """Faults from a JSON file path or an inline JSON object; unknown switches are an error."""
-    if not value:
-        return {}
-    text = Path(value).read_text() if not value.lstrip().startswith("{") else value
-    faults = json.loads(text)
-    return check_faults(faults)
+    return check_faults(_json_option(value)) if value else {}
+
+
+def load_limits(value: str | None) -> dict[str, int]:
+    """:data:`LIMITS` with the overrides of a JSON file path or an inline JSON object (see :func:`check_limits`)."""
+    return {**LIMITS, **(check_limits(_json_option(value)) if value else {})}
+
+
+def check_limits(limits: Any) -> dict[str, int]:
+    """Return ``limits`` if it is an object of known limits, each a positive integer, else raise ValueError."""
+    if not isinstance(limits, dict):
+        raise ValueError("limits must be a JSON object")
+    unknown = sorted(set(limits) - set(LIMITS))
+    if unknown:
+        raise ValueError(f"unknown limits {unknown}; known: {sorted(LIMITS)}")
+    bad = sorted(key for key, value in limits.items() if type(value) is not int or value < 1)
+    if bad:
+        raise ValueError(f"limits {bad} must be positive integers")
+    return dict(limits)
 
 
 def check_faults(faults: Any) -> dict[str, Any]:
@@ -86,4 +122,6 @@ def check_faults(faults: Any) -> dict[str, Any]:
     unknown = sorted(set(faults) - FAULT_KEYS)
     if unknown:
         raise ValueError(f"unknown fault switches {unknown}; known: {sorted(FAULT_KEYS)}")
+    if "limits" in faults:
+        check_limits(faults["limits"])
     return dict(faults)
