@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from . import catalog, flow_runs, flows, identity, ingestion, profile_exports, queries, registry, segmentation
 from .config import EmulatorConfig
 from .errors import AEPHTTPError, gateway_error, service_error
+from .recording import Recorder
 from .service import Emulator, EmulatorDep, JsonBody
 
 logger = logging.getLogger(__name__)
@@ -191,6 +192,8 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         title="AEP emulator", lifespan=lifespan, docs_url="/emulator/docs", openapi_url="/emulator/openapi.json"
     )
     app.middleware("http")(gateway)
+    if config.record is not None:  # outermost: it records the gateway's answers too
+        app.add_middleware(Recorder, path=config.record)
     app.add_exception_handler(AEPHTTPError, aep_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, internal_error)

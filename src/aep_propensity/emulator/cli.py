@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorConfig, str]:
         help="Batch Ingestion limits to lower (put_file_bytes, part_bytes, files_per_batch, batch_bytes): JSON",
     )
     parser.add_argument(
+        "--record",
+        default=os.environ.get("AEP_EMULATOR_RECORD"),
+        help="append every request and response to this JSON-lines file (secrets masked, binary bodies by size)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default=env_default("AEP_EMULATOR_LOG_LEVEL", "info").lower(),
@@ -75,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorConfig, str]:
         query_timeout_seconds=args.query_timeout_seconds,
         faults=load_faults(args.faults),
         limits=load_limits(args.limits),
+        record=Path(args.record) if args.record else None,
     )
     return config, args.log_level
 
