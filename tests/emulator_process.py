@@ -41,6 +41,7 @@ class RunningEmulator:
     log: Path
     client_secret: str = field(default=CLIENT_SECRET, repr=False)
     log_level: str = "info"
+    dsn: str = PG_DSN
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -50,7 +51,7 @@ class RunningEmulator:
 
     def start(self) -> None:
         """Start the process (with none of the caller's AEP_EMULATOR_* variables) and wait for its health check."""
-        command = [sys.executable, "-m", "aep_propensity.emulator.cli", "--port", str(self.port), "--dsn", PG_DSN]
+        command = [sys.executable, "-m", "aep_propensity.emulator.cli", "--port", str(self.port), "--dsn", self.dsn]
         command += ["--schema", self.schema, "--data-dir", str(self.data_dir), "--client-secret", self.client_secret]
         command += ["--log-level", self.log_level]
         env = {key: value for key, value in os.environ.items() if not key.startswith("AEP_EMULATOR_")}
@@ -82,13 +83,20 @@ class RunningEmulator:
         self.stop()
         self.start()
 
+    def bearer(self) -> dict[str, str]:
+        """An ``Authorization`` header with a fresh token, as the emulator's own endpoints need."""
+        data = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": self.client_secret}
+        answer = requests.post(f"{self.url}/ims/token/v3", data=data, timeout=10)
+        answer.raise_for_status()
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
     def set_faults(self, faults: dict) -> None:
         """Replace the emulator's fault switches (its test-only endpoint)."""
-        requests.post(f"{self.url}/emulator/faults", json=faults, timeout=10).raise_for_status()
+        requests.post(f"{self.url}/emulator/faults", json=faults, headers=self.bearer(), timeout=10).raise_for_status()
 
     def injected_faults(self) -> int:
         """How many 429s and 500s the fault switches injected since they were set."""
-        answer = requests.get(f"{self.url}/emulator/faults", timeout=10)
+        answer = requests.get(f"{self.url}/emulator/faults", headers=self.bearer(), timeout=10)
         answer.raise_for_status()
         return int(answer.json()["injected"])
 
@@ -110,6 +118,7 @@ def running_emulator(
         emulator.stop()
         for schema in (emulator.schema, f"{emulator.schema}_state"):  # its datasets and its own state
             drop_schema(schema)
+        drop_role(f"{emulator.schema}_query")  # its Query Service role (roles are cluster-wide)
 
 
 def drop_schema(schema: str) -> None:
@@ -118,5 +127,18 @@ def drop_schema(schema: str) -> None:
     try:
         with conn, conn.cursor() as cur:
             cur.execute(f"DROP SCHEMA IF EXISTS {identifier(schema)} CASCADE")
+    finally:
+        conn.close()
+
+
+def drop_role(role: str) -> None:
+    """Drop a PostgreSQL role (and its privileges in this database) if it exists."""
+    conn = psycopg2.connect(PG_DSN)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+            if cur.fetchone():
+                cur.execute(f"DROP OWNED BY {identifier(role)}")
+                cur.execute(f"DROP ROLE {identifier(role)}")
     finally:
         conn.close()
