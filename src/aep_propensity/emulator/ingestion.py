@@ -10,13 +10,22 @@ resumed after a restart first removes whatever an interrupted attempt had alread
 Every action is a compare-and-set of the batch's status in one locked store update: COMPLETE
 moves ``loading`` to ``staging`` (and starts the one promotion) and is a harmless retry on a
 batch already ``staging`` or ``success``; ABORT and FAIL apply only to a ``loading`` batch (on a
-batch in staging, as on AEP, they answer 400); REVERT applies to a successful batch.
+batch in staging, as on AEP, they answer 400); REVERT applies to a successful batch. A batch that
+ends failed or aborted has its uploaded files removed from the data folder, as a successful one does.
+
+Uploads are bounded as AEP bounds them (:data:`.config.LIMITS`, lowered by ``--limits`` or the
+``limits`` fault): one PUT up to 256 MB and one large-file part up to 512,000,000 bytes (413 beyond);
+a large file's size is declared by its first part's ``Content-Range: bytes start-end/size``, every
+part must lie within it and declare the same size (400 otherwise); a batch takes at most 1500 files
+and 100 GB (400 on the file that would cross either). AEP documents no error code for these, so the
+emulator answers with its Batch Ingestion codes ``INGEST-1400-400`` and ``INGEST-1413-413``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -31,7 +40,8 @@ from aep_propensity.platform.core.port import Column, DatasetSpec, SchemaMismatc
 from aep_propensity.platform.core.sql import identifier
 
 from .catalog import dataset_columns, dataset_or_404, table_of
-from .errors import bad_request, not_found
+from .config import LIMITS
+from .errors import AEPHTTPError, bad_request, not_found, service_error
 from .service import Emulator, EmulatorDep, JsonObject, now_ms, sandbox_of
 from .xdm_schema import BATCH_COLUMN, XdmError, arrow_to_paths, conform, json_to_paths, parse_json_records
 
@@ -40,6 +50,9 @@ router = APIRouter(prefix="/data/foundation/import")
 
 _INVALID = "INGEST-1400-400"
 _NOT_FOUND = "INGEST-1404-404"
+_TOO_LARGE = "INGEST-1413-413"
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)(?:/(\d+|\*))?$")
+_DECLARED = "large_files"  # store kind: the size each large file's Content-Range declared
 _FORMATS = ("json", "parquet")
 _FINAL = ("success", "active", "failed", "aborted", "deleted")
 
@@ -61,6 +74,41 @@ def batch_or_404(emu: Emulator, batch_id: str) -> dict[str, Any]:
 def batch_folder(emu: Emulator, batch_id: str) -> Path:
     """Where a batch's uploaded files live."""
     return emu.config.data_dir / "batches" / batch_id
+
+
+def limit(emu: Emulator, key: str) -> int:
+    """One of :data:`.config.LIMITS`: the ``limits`` fault's value, else the configured one."""
+    overrides = emu.faults.get("limits") or {}
+    return int(overrides.get(key, emu.config.limits.get(key, LIMITS[key])))
+
+
+def too_large(detail: str) -> AEPHTTPError:
+    """A 413 problem document of Batch Ingestion."""
+    return service_error(413, _TOO_LARGE, detail, "INGEST")
+
+
+def _uploaded(folder: Path) -> dict[Path, int]:
+    """Each file of a batch folder (a large file still open counted under its final name) and its size."""
+    if not folder.exists():
+        return {}
+    return {
+        path.with_name(path.name.removesuffix(".partial")): path.stat().st_size
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+def check_room(emu: Emulator, batch_id: str, target: Path, size: int) -> None:
+    """Refuse (400) a file of ``size`` bytes at ``target`` that would take the batch past
+    ``files_per_batch`` files or ``batch_bytes`` bytes (the file it replaces not counted)."""
+    uploaded = _uploaded(batch_folder(emu, batch_id))
+    replaced = uploaded.pop(target, None)
+    files, most = limit(emu, "files_per_batch"), limit(emu, "batch_bytes")
+    if replaced is None and len(uploaded) >= files:
+        raise bad_request(f"batch {batch_id} already has {files:,} files, the most a batch takes", "INGEST", _INVALID)
+    total = sum(uploaded.values()) + size
+    if total > most:
+        raise bad_request(f"batch {batch_id} would hold {total:,} bytes, more than {most:,}", "INGEST", _INVALID)
 
 
 def _transition(
@@ -137,12 +185,25 @@ def _upload_target(emu: Emulator, batch_id: str, dataset_id: str, file_path: str
 
 @router.put("/batches/{batch_id}/datasets/{dataset_id}/files/{file_path:path}")
 async def upload_file(batch_id: str, dataset_id: str, file_path: str, request: Request, emu: EmulatorDep) -> Response:
-    """Upload (or replace) one small file of a batch: 201 when new, 200 when replaced."""
+    """Upload (or replace) one small file of a batch: 201 when new, 200 when replaced; a body over
+    ``put_file_bytes`` is a 413 (declared or streamed) and leaves no file."""
     target = _upload_target(emu, batch_id, dataset_id, file_path)
+    most = limit(emu, "put_file_bytes")
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > most:
+        raise too_large(f"a file of {declared:,} bytes is over the {most:,} bytes of one PUT: upload it in parts")
+    check_room(emu, batch_id, target, declared)
     existed = target.exists()
+    written = 0
     with target.open("wb") as sink:
         async for chunk in request.stream():
+            written += len(chunk)
+            if written > most:
+                break
             sink.write(chunk)
+    if written > most:
+        target.unlink()
+        raise too_large(f"the file is over the {most:,} bytes of one PUT: upload it in parts")
     return Response(status_code=200 if existed else 201)
 
 
@@ -155,15 +216,30 @@ async def upload_chunk(
     content_range: Annotated[str, Header()],
     emu: EmulatorDep,
 ) -> Response:
-    """Write one chunk (``Content-Range: bytes start-end``) of a large file opened with INITIALIZE."""
+    """Write one part (``Content-Range: bytes start-end/size``) of a large file opened with INITIALIZE.
+    The first part that gives a size declares the file's; every later part lies within it and gives the
+    same size (or none, or ``*``)."""
     target = _upload_target(emu, batch_id, dataset_id, file_path)
     partial = target.with_name(target.name + ".partial")
     if not partial.exists():
         raise bad_request(f"file {file_path!r} was not initialized", "INGEST", _INVALID)
-    try:
-        start, end = (int(value) for value in content_range.removeprefix("bytes").strip().split("/")[0].split("-"))
-    except ValueError:
-        raise bad_request(f"invalid Content-Range {content_range!r}", "INGEST", _INVALID) from None
+    start, end, size = parse_content_range(content_range)
+    key = f"{batch_id}/{dataset_id}/{file_path}"
+    declared = (emu.store.get(_DECLARED, key) or {}).get("size")
+    if declared is not None and size not in (None, declared):
+        raise bad_request(
+            f"Content-Range {content_range!r}: the file was declared {declared:,} bytes", "INGEST", _INVALID
+        )
+    if declared is not None and end >= declared:
+        raise bad_request(
+            f"Content-Range {content_range!r} lies outside the file's {declared:,} bytes", "INGEST", _INVALID
+        )
+    most = limit(emu, "part_bytes")
+    if end - start + 1 > most:
+        raise too_large(f"a part of {end - start + 1:,} bytes is over the {most:,} bytes a part takes")
+    if declared is None and size is not None:
+        check_room(emu, batch_id, target, size)
+        emu.store.put(_DECLARED, key, {"size": size})
     data = await request.body()
     if len(data) != end - start + 1:
         raise bad_request("Content-Range does not match the chunk's length", "INGEST", _INVALID)
@@ -173,16 +249,40 @@ async def upload_chunk(
     return Response(status_code=200)
 
 
+def parse_content_range(value: str) -> tuple[int, int, int | None]:
+    """``bytes start-end/size`` as its numbers (the size None when absent or ``*``), or a 400 when
+    malformed or outside the size it gives."""
+    match = _CONTENT_RANGE.match(value.strip())
+    if match is None:
+        raise bad_request(f"invalid Content-Range {value!r}: expected 'bytes start-end/size'", "INGEST", _INVALID)
+    start, end = int(match[1]), int(match[2])
+    size = int(match[3]) if match[3] not in (None, "*") else None
+    if start > end or (size is not None and end >= size):
+        raise bad_request(f"Content-Range {value!r} lies outside the file's declared size", "INGEST", _INVALID)
+    return start, end, size
+
+
 @router.post("/batches/{batch_id}/datasets/{dataset_id}/files/{file_path:path}", status_code=201)
 def large_file_action(batch_id: str, dataset_id: str, file_path: str, action: str, emu: EmulatorDep) -> Response:
     """``?action=INITIALIZE`` opens a large file; ``?action=COMPLETE`` closes it."""
     target = _upload_target(emu, batch_id, dataset_id, file_path)
     partial = target.with_name(target.name + ".partial")
+    key = f"{batch_id}/{dataset_id}/{file_path}"
     if action == "INITIALIZE":
+        check_room(emu, batch_id, target, 0)
+        emu.store.delete(_DECLARED, key)
         partial.write_bytes(b"")
     elif action == "COMPLETE":
         if not partial.exists():
             raise bad_request(f"file {file_path!r} was not initialized", "INGEST", _INVALID)
+        declared = (emu.store.get(_DECLARED, key) or {}).get("size")
+        if declared is not None and partial.stat().st_size != declared:
+            raise bad_request(
+                f"file {file_path!r} has {partial.stat().st_size:,} of its declared {declared:,} bytes",
+                "INGEST",
+                _INVALID,
+            )
+        emu.store.delete(_DECLARED, key)
         partial.replace(target)
     else:
         raise bad_request(f"unknown file action {action!r}", "INGEST", _INVALID)
@@ -197,8 +297,10 @@ def batch_action(batch_id: str, action: str, emu: EmulatorDep) -> Response:
             submit_promotion(emu, batch_id)
     elif action == "ABORT":
         _transition(emu, batch_id, action, {"loading": "aborted"})
+        shutil.rmtree(batch_folder(emu, batch_id), ignore_errors=True)
     elif action == "FAIL":
         _transition(emu, batch_id, action, {"loading": "failed"}, completed=now_ms())
+        shutil.rmtree(batch_folder(emu, batch_id), ignore_errors=True)
     elif action == "REVERT":
         revert(emu, batch_or_404(emu, batch_id))
     else:
@@ -339,6 +441,7 @@ def _fail(emu: Emulator, batch: dict[str, Any], code: str, description: str) -> 
     )
     if moved:
         _mark_dataset(emu, batch, "failed")
+    shutil.rmtree(batch_folder(emu, batch["id"]), ignore_errors=True)
 
 
 def _mark_dataset(emu: Emulator, batch: dict[str, Any], status: str) -> None:
