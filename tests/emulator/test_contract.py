@@ -384,18 +384,20 @@ def audience_flow(client: AEPClient, dlz: Path, segment_id: str) -> None:
 
 def test_faults(client: AEPClient, emulator: RunningEmulator) -> None:
     """Runtime fault switches: 429 with Retry-After, 500, failing batches and short-lived tokens."""
-    faults = emulator.url + "/emulator/faults"
+    faults, auth = emulator.url + "/emulator/faults", emulator.bearer()
     try:
-        requests.post(faults, json={"rate_limit_every": 2, "retry_after": 3}, timeout=5).raise_for_status()
+        requests.post(
+            faults, json={"rate_limit_every": 2, "retry_after": 3}, headers=auth, timeout=5
+        ).raise_for_status()
         statuses = [client.call("GET", SR + "/stats") for _ in range(2)]
         assert [r.status_code for r in statuses] == [200, 429] and statuses[1].headers["Retry-After"] == "3"
-        requests.post(faults, json={"error_every": 1}, timeout=5).raise_for_status()
+        requests.post(faults, json={"error_every": 1}, headers=auth, timeout=5).raise_for_status()
         assert client.call("GET", SR + "/stats").status_code == 500
-        requests.post(faults, json={"fail_batches": True}, timeout=5).raise_for_status()
+        requests.post(faults, json={"fail_batches": True}, headers=auth, timeout=5).raise_for_status()
         _, dataset_id = profile_dataset(client, "Faulty", profile=False)
         failed = ingest(client, dataset_id, {"x.json": json_bytes([{"_acme": {"userid": "a"}}])}, fmt="json")
         assert failed["status"] == "failed"
-        requests.post(faults, json={"batch_delay_seconds": 1}, timeout=5).raise_for_status()
+        requests.post(faults, json={"batch_delay_seconds": 1}, headers=auth, timeout=5).raise_for_status()
         slow = client.ok(
             "POST", IMPORT + "/batches", 201, json={"datasetId": dataset_id, "inputFormat": {"format": "json"}}
         )
@@ -404,15 +406,15 @@ def test_faults(client: AEPClient, emulator: RunningEmulator) -> None:
         )
         client.ok("POST", f"{IMPORT}/batches/{slow['id']}?action=COMPLETE")
         assert client.ok("GET", f"{CATALOG}/batches/{slow['id']}")[slow["id"]]["status"] == "staging"
-        requests.post(faults, json={"token_ttl": 1}, timeout=5).raise_for_status()
+        requests.post(faults, json={"token_ttl": 1}, headers=auth, timeout=5).raise_for_status()
         short = AEPClient(emulator.url)
         assert fetch_token(emulator.url).json()["expires_in"] == 1
         time.sleep(1.2)
         expired = short.call("GET", SR + "/stats")
         assert expired.status_code == 401 and expired.json()["error_code"] == "401013"
-        assert requests.post(faults, json={"nonsense": 1}, timeout=5).status_code == 400
+        assert requests.post(faults, json={"nonsense": 1}, headers=auth, timeout=5).status_code == 400
     finally:
-        requests.post(faults, json={}, timeout=5).raise_for_status()
+        requests.post(faults, json={}, headers=auth, timeout=5).raise_for_status()
 
 
 def test_restart_keeps_state(client: AEPClient, emulator: RunningEmulator) -> None:
@@ -421,7 +423,7 @@ def test_restart_keeps_state(client: AEPClient, emulator: RunningEmulator) -> No
     batch = ingest(
         client, dataset_id, {"x.json": json_bytes([{"_acme": {"userid": "a", "propensity": 1.0}}])}, fmt="json"
     )
-    requests.post(emulator.url + "/emulator/faults", json={"batch_delay_seconds": 30}, timeout=5).raise_for_status()
+    emulator.set_faults({"batch_delay_seconds": 30})
     pending = client.ok(
         "POST", IMPORT + "/batches", 201, json={"datasetId": dataset_id, "inputFormat": {"format": "json"}}
     )

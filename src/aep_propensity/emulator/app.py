@@ -3,8 +3,8 @@
 Every AEP path (``/data/...``) passes the fault switches and the checks of AEP's API gateway on the
 headers every Experience Platform API call carries: a bearer token (issued here and unexpired),
 ``x-api-key``, ``x-gw-ims-org-id``, a lower-case ``x-sandbox-name`` and a content type on bodies.
-``/emulator/...`` paths are the emulator's own (health and runtime faults): not AEP paths, used by
-tests only.
+``/emulator/...`` paths are the emulator's own (health, runtime faults, its OpenAPI document): not
+AEP paths, used by tests only; all but health need a bearer token the emulator issued.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -188,9 +188,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         yield
         emu.close()
 
-    app = FastAPI(
-        title="AEP emulator", lifespan=lifespan, docs_url="/emulator/docs", openapi_url="/emulator/openapi.json"
-    )
+    app = FastAPI(title="AEP emulator", lifespan=lifespan, docs_url=None, openapi_url=None)
     app.middleware("http")(gateway)
     if config.record is not None:  # outermost: it records the gateway's answers too
         app.add_middleware(Recorder, path=config.record)
@@ -199,8 +197,10 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     app.add_exception_handler(Exception, internal_error)
     app.add_api_route("/ims/token/v3", token, methods=["POST"])
     app.add_api_route("/emulator/health", health, methods=["GET"])
-    app.add_api_route("/emulator/faults", get_faults, methods=["GET"])
-    app.add_api_route("/emulator/faults", set_faults, methods=["POST"])
+    token_needed = [Depends(require_token)]
+    app.add_api_route("/emulator/faults", get_faults, methods=["GET"], dependencies=token_needed)
+    app.add_api_route("/emulator/faults", set_faults, methods=["POST"], dependencies=token_needed)
+    app.add_api_route("/emulator/openapi.json", openapi, methods=["GET"], dependencies=token_needed)
     for module in (registry, catalog, ingestion, queries, segmentation, profile_exports, flows, flow_runs, identity):
         app.include_router(module.router)
     return app
@@ -210,6 +210,21 @@ def health(emu: EmulatorDep) -> dict[str, str]:
     """``GET /emulator/health`` (not an AEP path): the emulator is up and its store answers."""
     emu.store.all("none")
     return {"status": "ok", "tenant": emu.config.tenant}
+
+
+def require_token(request: Request, emu: EmulatorDep) -> None:
+    """The emulator's own endpoints need a bearer token it issued and that has not expired (AEP's
+    gateway errors otherwise): whoever reaches its port cannot change its faults or map its API."""
+    authorization = request.headers.get("authorization", "")
+    if not authorization:
+        raise gateway_error(403, "403010", "Oauth token is missing.")
+    if not authorization.startswith("Bearer ") or not emu.store.token_valid(authorization.removeprefix("Bearer ")):
+        raise gateway_error(401, "401013", "Oauth token is not valid")
+
+
+def openapi(request: Request) -> dict[str, Any]:
+    """``GET /emulator/openapi.json`` (not an AEP path): the OpenAPI document of the emulator's routes."""
+    return request.app.openapi()
 
 
 def get_faults(emu: EmulatorDep) -> dict[str, Any]:
