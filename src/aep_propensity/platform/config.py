@@ -75,7 +75,9 @@ class AEPConfig(_BackendConfig):
     """Adobe Experience Platform (or the local AEP emulator) through its REST APIs and Query Service.
 
     ``sandbox``, ``tenant``, ``base_url`` and ``ims_url`` may come from the credentials (environment
-    variables), which then take precedence; the OAuth credential always does.
+    variables), which then take precedence; the OAuth credential always does. The guardrail options
+    (``files_per_batch`` to ``max_audiences``) default to AEP's documented guardrails (see
+    :mod:`.aep.ingestion` and :mod:`.aep.destinations`).
     """
 
     backend: Literal["aep"]
@@ -92,7 +94,12 @@ class AEPConfig(_BackendConfig):
     poll_interval_seconds: PositiveFloat = 5.0
     poll_timeout_seconds: PositiveFloat = 3600.0
     max_retry_after_seconds: PositiveFloat = 120.0
-    upload_file_bytes: PositiveInt = 256 * 1024 * 1024
+    upload_file_bytes: PositiveInt = Field(256 * 1024 * 1024, le=256 * 1024 * 1024)  # AEP's largest PUT
+    files_per_batch: PositiveInt = 1500
+    batch_bytes: PositiveInt = 100 * 1024**3
+    profile_batches_per_day: PositiveInt = 90
+    max_attributes: PositiveInt = 50
+    max_audiences: PositiveInt = 250
 
     def build(self, credentials: Mapping[str, Any]) -> Platform:
         """The aep backend with an OAuth client for ``credentials`` and the sandbox."""
@@ -125,6 +132,11 @@ class AEPConfig(_BackendConfig):
             sslmode=merged.sslmode,
             interactive_row_limit=merged.interactive_row_limit,
             upload_file_bytes=merged.upload_file_bytes,
+            files_per_batch=merged.files_per_batch,
+            batch_bytes=merged.batch_bytes,
+            profile_batches_per_day=merged.profile_batches_per_day,
+            max_attributes=merged.max_attributes,
+            max_audiences=merged.max_audiences,
         )
 
 

@@ -11,7 +11,17 @@ and their attributes: the same for a repeat, whichever segment job found them). 
 naming the audience job a delivery delivered, so each delivery is recorded in the backend's small
 dataset ``aep_propensity_deliveries`` (one batch per delivery, read through its flat view).
 
-Adobe's references: activating audiences to file-based destinations with the Flow Service API
+Activation is bounded as AEP's guardrails for activation bound it, and refused with a clear
+:class:`~..core.port.PlatformError` before anything is created: at most ``max_attributes`` (50) mapped
+attributes, the identity counted (checked before any request), and at most ``max_audiences`` (250)
+audiences to one destination in one call (checked once the jobs are read, before any flow is created).
+Only profile record attributes that are scalars can be activated: every attribute must be a field of the
+audience's recorded profile source, whose fields are typed number, string, boolean or date
+(:class:`~..core.port.Field`), so an array, a map or an event attribute is refused as no such field.
+
+Adobe's references: the guardrails for activation
+(https://experienceleague.adobe.com/en/docs/experience-platform/destinations/guardrails), activating
+audiences to file-based destinations with the Flow Service API
 (https://experienceleague.adobe.com/en/docs/experience-platform/destinations/api/activate-segments-file-based-destinations)
 and the ad-hoc activation API
 (https://experienceleague.adobe.com/en/docs/experience-platform/destinations/api/ad-hoc-activation-api).
@@ -56,6 +66,10 @@ from .xdm import identity_path
 
 logger = logging.getLogger(__name__)
 
+#: AEP's guardrails for activation: attributes mapped to a destination, audiences to one destination.
+MAX_ATTRIBUTES = 50
+MAX_AUDIENCES = 250
+
 DELIVERIES = DatasetSpec(
     "aep_propensity_deliveries",
     tuple(
@@ -89,8 +103,12 @@ class Activation:
         segmentation: Segmentation,
         queries: QueryService,
         ingestion: BatchIngestion,
+        max_attributes: int = MAX_ATTRIBUTES,
+        max_audiences: int = MAX_AUDIENCES,
     ) -> None:
         self.client = client
+        self.max_attributes = max_attributes
+        self.max_audiences = max_audiences
         self.registry = registry
         self.segmentation = segmentation
         self.queries = queries
@@ -101,15 +119,26 @@ class Activation:
     ) -> list[Delivery]:
         """Deliver each segment job's audience through a DLZ destination flow, then to the ``files`` destination.
 
-        Every job is checked before any is sent; a job already delivered successfully to this
-        destination is skipped unless ``force``.
+        Every job is checked before any is sent (and AEP's bounds of activation, see the module); a job
+        already delivered successfully to this destination is skipped unless ``force``.
         """
         if not isinstance(destination, FileDestination):
             raise PlatformError(
                 f"destination {destination.name!r}: the aep backend activates only to file destinations (type: files)"
             )
         columns = [check_name(name, "attribute") for name in attributes]
+        if len(columns) + 1 > self.max_attributes:
+            raise PlatformError(
+                f"{len(columns)} attributes and the identity: AEP maps at most {self.max_attributes} attributes "
+                f"to a destination (the identity counted); activate {self.max_attributes - 1} or fewer"
+            )
         jobs = self.segmentation.succeeded_jobs(job_ids)
+        audiences = {job.audience_id for job in jobs}
+        if len(audiences) > self.max_audiences:
+            raise PlatformError(
+                f"{len(audiences)} audiences to destination {destination.name!r}: AEP maps at most "
+                f"{self.max_audiences} audiences to one destination; activate them in smaller groups"
+            )
         sources = self.segmentation.audience_sources()
         paths = {job.audience_id: _attribute_paths(job.audience_id, sources, columns) for job in jobs}
         chosen = jobs_to_deliver(jobs, destination.name, self.deliveries(destination.name), force)

@@ -19,15 +19,28 @@ Once it has, every predecessor still ``success``/``active`` (a platform that did
 REVERTed; one already retired is left alone. A replacing batch that fails leaves its predecessors as
 they were.
 
-Adobe's reference: the Batch Ingestion API guide, with its large files and batch replay
-(https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview).
+AEP's bounds are planned around before any request that would cross them: a batch of more than
+``files_per_batch`` files (1500) or ``batch_bytes`` bytes (100 GB) is refused with
+:class:`BatchTooLarge`, before the batch is created when the chunks are a sized collection, else before
+the file that would cross it is uploaded (the batch then ABORTed, so nothing lands). Scores for 10
+million people go as one batch of part files (one per chunk; 77 files at 131,072 rows a chunk). A
+batch into a profile-enabled dataset first counts the sandbox's batches created today (UTC) into
+profile-enabled datasets and warns when this one goes past ``profile_batches_per_day`` (90, a soft
+limit: AEP takes more, slower). The backend's own ledger datasets (``aep_propensity_audiences``,
+``aep_propensity_deliveries``) are not profile-enabled, so their batches do not count.
+
+Adobe's references: the Batch Ingestion API guide, with its large files and batch replay
+(https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview), and
+the data ingestion guardrails: 1500 files and 100 GB per batch, 90 Profile or ExperienceEvent batches
+a day (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -38,16 +51,25 @@ from ..core.chunks import conform_chunk
 from ..core.port import BatchRecord, DatasetSpec, utc_now
 from .catalog import Catalog, batch_errors
 from .client import AEPClient, AEPError, PollTimeout
-from .contract import BATCH_DONE, BATCH_OK, IMPORT, RUN_TAG
+from .contract import BATCH_DONE, BATCH_OK, CATALOG, IMPORT, RUN_TAG
 from .queries import QueryService
 from .registry import SchemaRegistry
 from .xdm import flat_view_sql, mapping_for, to_nested
 
 logger = logging.getLogger(__name__)
 
+#: AEP's data ingestion guardrails (see the module's references).
+FILES_PER_BATCH = 1500
+BATCH_BYTES = 100 * 1024**3
+PROFILE_BATCHES_PER_DAY = 90
+
 
 class BatchFailed(AEPError):
     """A batch ended in a failed state (its errors in the message)."""
+
+
+class BatchTooLarge(AEPError):
+    """A batch would take more files or bytes than AEP takes in one batch: refused before the upload."""
 
 
 class BatchInDoubt(AEPError):
@@ -66,6 +88,9 @@ class BatchIngestion:
         run_id: str,
         flatten_paths: bool = False,
         upload_file_bytes: int = 256 * 1024 * 1024,
+        files_per_batch: int = FILES_PER_BATCH,
+        batch_bytes: int = BATCH_BYTES,
+        profile_batches_per_day: int = PROFILE_BATCHES_PER_DAY,
     ) -> None:
         self.client = client
         self.run_id = run_id
@@ -74,11 +99,16 @@ class BatchIngestion:
         self.queries = queries
         self.flatten_paths = flatten_paths
         self.upload_file_bytes = upload_file_bytes
+        self.files_per_batch = files_per_batch
+        self.batch_bytes = batch_bytes
+        self.profile_batches_per_day = profile_batches_per_day
 
     def ingest(
         self, spec: DatasetSpec, chunks: Iterable[pa.Table | pd.DataFrame], replace: bool = False
     ) -> BatchRecord:
         """Ingest every chunk as nested Parquet files of one batch; all of it, or an aborted or failed batch."""
+        if isinstance(chunks, Sized) and len(chunks) > self.files_per_batch:
+            raise self._too_large(spec.name, f"{len(chunks):,} files")
         mapping = mapping_for(spec, self.registry.tenant)
         schema_id = self.registry.schema(mapping, spec.profile_enabled)
         dataset_id, table = self.catalog.xdm_dataset(mapping.dataset, schema_id, spec.profile_enabled)
@@ -88,24 +118,28 @@ class BatchIngestion:
             "inputFormat": {"format": "parquet"},
             "tags": {RUN_TAG: [self.run_id]},
         }
+        if spec.profile_enabled:
+            self._check_profile_budget(spec.name)
         if replace:
             self._wait_for_landing_batches(dataset_id, spec.name)
         predecessors = self.catalog.successful_batches(dataset_id) if replace else []
         if predecessors:
             body["replay"] = {"predecessors": predecessors, "reason": "replace"}
         batch_id = self.client.post(f"{IMPORT}/batches", body)["id"]
-        rows = files = 0
+        rows = files = size = 0
         completing = False
         try:
             for index, chunk in enumerate(chunks, start=1):
                 flat = conform_chunk(
                     chunk, spec, index, refuse_nul=True
                 )  # the Query Service stand-ins cannot store NUL
+                payload = _parquet_bytes(to_nested(flat, mapping))
+                if index > self.files_per_batch or size + len(payload) > self.batch_bytes:
+                    raise self._too_large(spec.name, f"{index:,} files of {size + len(payload):,} bytes")
                 self._upload(
-                    f"{IMPORT}/batches/{batch_id}/datasets/{dataset_id}/files/part-{index:05d}.parquet",
-                    _parquet_bytes(to_nested(flat, mapping)),
+                    f"{IMPORT}/batches/{batch_id}/datasets/{dataset_id}/files/part-{index:05d}.parquet", payload
                 )
-                rows, files = rows + flat.num_rows, index
+                rows, files, size = rows + flat.num_rows, index, size + len(payload)
             completing = True  # from here AEP may have the COMPLETE, even if the call fails
             self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "COMPLETE"})
             status = self._wait_for_batch(batch_id)
@@ -123,6 +157,34 @@ class BatchIngestion:
         self.queries.run_query(view, f"flat view {spec.name}")
         logger.info("Batch %s: %s rows in %d files into %s (%s)", batch_id, f"{rows:,}", files, spec.name, table)
         return BatchRecord(batch_id, spec.name, status, rows, files, created, utc_now(), run_id=self.run_id)
+
+    def _too_large(self, dataset: str, what: str) -> BatchTooLarge:
+        """The refusal of a batch of ``dataset`` holding ``what``, past AEP's bounds of one batch."""
+        return BatchTooLarge(
+            f"a batch of {dataset!r} would hold {what}: AEP takes at most {self.files_per_batch:,} files and "
+            f"{self.batch_bytes:,} bytes in one batch; ingest fewer, larger chunks or split the dataset's rows "
+            "over several ingests (nothing was uploaded past the limit; an open batch was aborted)"
+        )
+
+    def _check_profile_budget(self, dataset: str) -> None:
+        """Warn when a batch of ``dataset`` (profile-enabled) goes past the day's profile-batch budget: the
+        sandbox's batches created since midnight UTC into profile-enabled datasets, this one included."""
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        today = self.catalog._list("batches", {"createdAfter": int(midnight.timestamp() * 1000)}).values()
+        datasets = {batch["relatedObjects"][0]["id"] for batch in today if batch.get("relatedObjects")}
+        profile = {key for key in datasets if _profile_enabled(self.client.get(f"{CATALOG}/dataSets/{key}"))}
+        count = 1 + sum(
+            1 for batch in today if batch.get("relatedObjects") and batch["relatedObjects"][0]["id"] in profile
+        )
+        if count > self.profile_batches_per_day:
+            logger.warning(
+                "Batch %d of the day into profile-enabled datasets (%s): past AEP's guidance of %d a day "
+                "(a soft limit: more batches slow Profile ingestion; "
+                "https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails)",
+                count,
+                dataset,
+                self.profile_batches_per_day,
+            )
 
     def _in_doubt(self, batch_id: str, dataset: str, cause: BaseException, refused: AEPError) -> BatchInDoubt:
         """The error for a completed batch whose end was not seen and that could not be aborted, logged
@@ -199,6 +261,12 @@ class BatchIngestion:
                 continue
             self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "REVERT"})
             logger.info("Reverted batch %s (replaced by %s)", batch_id, successor)
+
+
+def _profile_enabled(answer: dict[str, Any]) -> bool:
+    """Whether a Catalog ``{id: dataset}`` answer is a dataset enabled for Profile."""
+    dataset = next(iter(answer.values()), {})
+    return "enabled:true" in (dataset.get("tags") or {}).get("unifiedProfile", [])
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:

@@ -21,6 +21,10 @@ export and activation share are in :mod:`.flows`, AEP's paths, spec ids, media t
 Scores: every scoring run is its own batch of ``propensity_scores`` with its ``run_id``; history stays,
 and ``enriched_profiles`` gives every profile the score of one run, the latest, which keeps one run's
 scores from duplicating another's; a failed run's batch is aborted or failed, so it is never visible.
+
+AEP's guardrails (files and bytes per batch, profile batches a day, attributes and audiences per
+destination; see :mod:`.ingestion` and :mod:`.destinations`) default to Adobe's documented values and
+are options, for a sandbox with other limits.
 """
 
 from __future__ import annotations
@@ -46,9 +50,9 @@ from ..core.port import (
 )
 from .catalog import Catalog
 from .client import AEPClient
-from .destinations import Activation
+from .destinations import MAX_ATTRIBUTES, MAX_AUDIENCES, Activation
 from .exports import DatasetExport
-from .ingestion import BatchIngestion
+from .ingestion import BATCH_BYTES, FILES_PER_BATCH, PROFILE_BATCHES_PER_DAY, BatchIngestion
 from .queries import QueryService
 from .registry import SchemaRegistry
 from .segmentation import Segmentation
@@ -66,6 +70,11 @@ class AEPPlatform:
         sslmode: str = "require",
         interactive_row_limit: int = INTERACTIVE_ROW_LIMIT,
         upload_file_bytes: int = 256 * 1024 * 1024,
+        files_per_batch: int = FILES_PER_BATCH,
+        batch_bytes: int = BATCH_BYTES,
+        profile_batches_per_day: int = PROFILE_BATCHES_PER_DAY,
+        max_attributes: int = MAX_ATTRIBUTES,
+        max_audiences: int = MAX_AUDIENCES,
     ) -> None:
         self.client = client
         self.registry = SchemaRegistry(client, tenant)
@@ -74,10 +83,21 @@ class AEPPlatform:
         self.queries = QueryService(client, self.exports, query_dialect, sslmode, interactive_row_limit)
         self.run_id = uuid.uuid4().hex  # this platform session's: it tags the batches it makes
         self.ingestion = BatchIngestion(
-            client, self.registry, self.catalog, self.queries, self.run_id, flatten_paths, upload_file_bytes
+            client,
+            self.registry,
+            self.catalog,
+            self.queries,
+            self.run_id,
+            flatten_paths,
+            upload_file_bytes,
+            files_per_batch,
+            batch_bytes,
+            profile_batches_per_day,
         )
         self.segmentation = Segmentation(client, self.queries, self.ingestion)
-        self.activation = Activation(client, self.registry, self.segmentation, self.queries, self.ingestion)
+        self.activation = Activation(
+            client, self.registry, self.segmentation, self.queries, self.ingestion, max_attributes, max_audiences
+        )
 
     def __repr__(self) -> str:
         return f"AEPPlatform({self.client!r}, dialect={self.dialect!r})"
