@@ -42,6 +42,7 @@ class RunningEmulator:
     client_secret: str = field(default=CLIENT_SECRET, repr=False)
     log_level: str = "info"
     dsn: str = PG_DSN
+    record: Path | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -54,6 +55,7 @@ class RunningEmulator:
         command = [sys.executable, "-m", "aep_propensity.emulator.cli", "--port", str(self.port), "--dsn", self.dsn]
         command += ["--schema", self.schema, "--data-dir", str(self.data_dir), "--client-secret", self.client_secret]
         command += ["--log-level", self.log_level]
+        command += ["--record", str(self.record)] if self.record else []
         env = {key: value for key, value in os.environ.items() if not key.startswith("AEP_EMULATOR_")}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -103,14 +105,15 @@ class RunningEmulator:
 
 @contextmanager
 def running_emulator(
-    folder: Path, client_secret: str = CLIENT_SECRET, log_level: str = "info"
+    folder: Path, client_secret: str = CLIENT_SECRET, log_level: str = "info", record: Path | None = None
 ) -> Iterator[RunningEmulator]:
-    """A running emulator in a fresh PostgreSQL schema, files under ``folder``, its log ``folder/log.txt``;
-    schema dropped at the end."""
+    """A running emulator in a fresh PostgreSQL schema, files under ``folder``, its log ``folder/log.txt``,
+    its traffic recorded to ``record`` if given (:mod:`aep_propensity.emulator.recording`); schema dropped
+    at the end."""
     require_postgres()
     folder.mkdir(parents=True, exist_ok=True)
     schema, data, log = f"test_emu_{uuid.uuid4().hex[:10]}", folder / "data", folder / "log.txt"
-    emulator = RunningEmulator(free_port(), schema, data, log, client_secret, log_level)
+    emulator = RunningEmulator(free_port(), schema, data, log, client_secret, log_level, record=record)
     emulator.start()
     try:
         yield emulator
