@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import catalog, flow_runs, flows, identity, ingestion, profile_exports, queries, registry, segmentation
 from .config import EmulatorConfig
@@ -166,6 +167,16 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return service_error(400, "EMU-1400-400", f"invalid request: {problems}", "GATEWAY").response()
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """The framework's own errors (no such path, a method the path does not allow): AEP's problem shape,
+    code ``EMU-1<status>-<status>``, e.g. ``EMU-1404-404``, with the framework's headers (``Allow``)."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail = f"{request.method} {request.url.path}: {exc.detail}"
+    error = service_error(status, f"EMU-1{status}-{status}", detail, "GATEWAY")
+    return JSONResponse(error.body, status_code=status, headers=exc.headers)
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
     """An unexpected failure: a 500 problem document, the details only in the emulator's log."""
     logger.exception("internal error on %s %s", request.method, request.url.path)
@@ -194,6 +205,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         app.add_middleware(Recorder, path=config.record)
     app.add_exception_handler(AEPHTTPError, aep_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, internal_error)
     app.add_api_route("/ims/token/v3", token, methods=["POST"])
     app.add_api_route("/emulator/health", health, methods=["GET"])

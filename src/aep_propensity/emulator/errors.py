@@ -32,6 +32,7 @@ _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Resource not found",
+    405: "Method Not Allowed",
     406: "Not Acceptable",
     409: "Conflict",
     412: "Precondition Failed",

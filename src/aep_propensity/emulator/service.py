@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any
 
 import jsonpatch
 from fastapi import Body, Depends, Request
+from pydantic import AfterValidator
 
 from aep_propensity.platform.local import LocalPlatform, PostgresEngine
 
@@ -156,7 +157,33 @@ def apply_json_patch(document: dict[str, Any], operations: Any, service: str, co
     return patched
 
 
-#: Route parameter types: the emulator, and a JSON body (object or any JSON value).
+def texts_of(value: Any) -> Iterator[str]:
+    """Every string of a JSON value: its objects' keys and its strings, however deep."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from texts_of(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from texts_of(item)
+
+
+def storable(value: Any) -> Any:
+    """``value`` if every string of it can be stored (PostgreSQL's JSONB holds no NUL character and no
+    lone surrogate); else the ValueError that answers the request with a 400."""
+    for text in texts_of(value):
+        if "\x00" in text:
+            raise ValueError("text holds a NUL character (\\u0000), which cannot be stored")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text holds a lone UTF-16 surrogate, which is not Unicode text") from None
+    return value
+
+
+#: Route parameter types: the emulator, and a JSON body (object or any JSON value) whose text can be stored.
 EmulatorDep = Annotated[Emulator, Depends(get_emulator)]
-JsonObject = Annotated[dict[str, Any], Body()]
-JsonBody = Annotated[Any, Body()]
+JsonObject = Annotated[dict[str, Any], Body(), AfterValidator(storable)]
+JsonBody = Annotated[Any, Body(), AfterValidator(storable)]

@@ -59,6 +59,12 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def storable_key(ident: str) -> bool:
+    """Whether ``ident`` can be a stored object's id: PostgreSQL text holds no NUL character, so no
+    object has one and a lookup of one finds nothing."""
+    return "\x00" not in ident
+
+
 def qualified(schema: str, name: str) -> str:
     """``"schema"."name"`` for checked names."""
     return f"{identifier(schema)}.{identifier(name)}"
@@ -114,6 +120,8 @@ class Store:
 
     def get(self, kind: str, ident: str) -> dict[str, Any] | None:
         """One object, or None."""
+        if not storable_key(ident):
+            return None
         with self.transaction() as cur:
             cur.execute("SELECT body FROM emu_objects WHERE kind = %s AND id = %s", [kind, ident])
             row = cur.fetchone()
@@ -134,6 +142,8 @@ class Store:
 
     def update(self, kind: str, ident: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
         """Apply ``change`` to an object under a row lock; returns the new body, or None if missing."""
+        if not storable_key(ident):
+            return None
         with self.transaction() as cur:
             cur.execute("SELECT body FROM emu_objects WHERE kind = %s AND id = %s FOR UPDATE", [kind, ident])
             row = cur.fetchone()
@@ -146,6 +156,8 @@ class Store:
 
     def delete(self, kind: str, ident: str) -> bool:
         """Delete an object; whether it existed."""
+        if not storable_key(ident):
+            return False
         with self.transaction() as cur:
             cur.execute("DELETE FROM emu_objects WHERE kind = %s AND id = %s", [kind, ident])
             return cur.rowcount > 0
