@@ -119,14 +119,14 @@ def query_service(client: AEPClient, sql: str) -> list[tuple]:
 
 
 def rows_over(params: dict[str, Any], sql: str) -> list[tuple]:
-    """Rows of ``sql`` over a psycopg2 connection made from Query Service connection parameters."""
+    """Rows of ``sql`` over a psycopg2 connection made from AEP's Query Service connection parameters
+    (no search path: the emulator's Query Service role has the data schema as its own)."""
     conn = psycopg2.connect(
         host=params["host"],
         port=params["port"],
         dbname=params["dbName"],
         user=params["username"],
         password=params["token"],
-        options=f"-c search_path={params['searchPath']}",
     )
     try:
         with conn.cursor() as cur:

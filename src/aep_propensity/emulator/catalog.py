@@ -12,9 +12,10 @@ import re
 import uuid
 from typing import Any
 
+import psycopg2
 from fastapi import APIRouter, Query
 
-from aep_propensity.platform.core.port import ARROW_TYPES, Column, DatasetSpec
+from aep_propensity.platform.core.port import ARROW_TYPES, Column, DatasetSpec, PlatformError
 from aep_propensity.platform.core.sql import identifier
 
 from .errors import bad_request
@@ -139,13 +140,21 @@ def _project(item: dict[str, Any], properties: str | None) -> dict[str, Any]:
 
 @router.post("/dataSets", status_code=201)
 def create_dataset(body: JsonObject, emu: EmulatorDep) -> list[str]:
-    """Create a dataset on a tenant schema; answers ``["@/dataSets/{id}"]``."""
+    """Create a dataset on a tenant schema; answers ``["@/dataSets/{id}"]``. A dataset whose table cannot be
+    made (a name a view holds, a column PostgreSQL refuses) is a 400 and is not kept."""
     schema_id = (body.get("schemaRef") or {}).get("id")
     if not body.get("name") or not schema_id:
         raise bad_request("a dataset needs a name and schemaRef.id", "CATALOG", _INVALID)
     find(emu, "schemas", schema_id)
     dataset = new_dataset(emu, body, free_table_name(emu, body["name"]))
-    dataset_columns(emu, dataset)
+    try:
+        dataset_columns(emu, dataset)
+    except BaseException as exc:  # a dataset without its table is never kept
+        emu.store.delete("datasets", dataset["id"])
+        if isinstance(exc, ValueError | PlatformError | psycopg2.Error):
+            message = f"dataset {body['name']!r} cannot have its table {table_of(dataset)!r}: {exc}"
+            raise bad_request(message.strip(), "CATALOG", _INVALID) from None
+        raise
     return [f"@/dataSets/{dataset['id']}"]
 
 

@@ -1,12 +1,24 @@
 """Query Service (``/data/foundation/query``): connection parameters and the asynchronous queries API.
 
-The emulator's PostgreSQL is its Query Service: connection parameters point at it (with the non-AEP
-key ``searchPath`` naming the data schema), and queries run there in a background thread in
-PostgreSQL's dialect, with the data schema as their only search path (the emulator's own state is
-in another schema, so CTAS and DROP names cannot collide with it; names of the local platform's
-tables, ``ledger_*`` and ``_batch_*``, are refused). A ``CREATE TABLE ... AS`` registers its table
-as a dataset (with the ``adobe/pqs/table`` tag, so it can be exported); ``DROP TABLE`` removes the
-dataset of that table.
+The emulator's PostgreSQL is its Query Service, reached two ways, both as the emulator's Query
+Service role (``<schema>_query``, :class:`~.service.QueryRole`): clients connect to PostgreSQL with
+the connection parameters (AEP's keys only: host, port, dbName, username, token), and the queries
+API runs SQL in a background thread. The role's default search path is the data schema, so a
+client that sets none sees the dataset tables, as on AEP; it reads and writes the tables there, and
+nothing else: not the emulator's own state (``<schema>_state``), not the local platform's tables
+(``ledger_*``, ``_batch_*``, kept from it whatever SQL it runs, a ``DO`` block included), not server
+files, not other schemas. (A batch's staging table gets the schema's default privileges when it is
+made; they are taken back before every queries-API statement and every connection-parameters call,
+so a wire client could write to one made in between.) PostgreSQL's own authentication applies to
+the wire: the token is the password the parameters carry, which PostgreSQL checks only if its
+``pg_hba.conf`` asks for one (the role's real password is a secret of the emulator). When the DSN's
+user cannot create roles, Query Service refuses user SQL (503) rather than run it with the
+emulator's privileges.
+
+The queries API also refuses statements that create, drop, alter or write a table of the local
+platform by name, before running them. A ``CREATE TABLE ... AS`` registers its table as a dataset
+(with the ``adobe/pqs/table`` tag, so it can be exported); ``DROP TABLE`` removes the dataset of
+that table.
 
 Each query runs under a ``statement_timeout`` (``--query-timeout-seconds``, 600 by default: Query
 Service's 10-minute ad-hoc limit); one that exceeds it FAILS with AEP's code ``53400``. Cancelling
@@ -19,6 +31,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from typing import Any
 
 import psycopg2
@@ -33,8 +47,8 @@ from aep_propensity.platform.core.port import check_name
 from aep_propensity.platform.core.sql import identifier
 
 from .catalog import PQS_TAG, RESERVED_PREFIXES, new_dataset, table_of
-from .errors import bad_request
-from .service import Emulator, EmulatorDep, JsonObject, iso_now
+from .errors import bad_request, service_error
+from .service import Emulator, EmulatorDep, JsonObject, QueryRole, iso_now, revoke_platform_tables
 
 router = APIRouter(prefix="/data/foundation/query")
 
@@ -42,6 +56,7 @@ _INVALID = "QS-1400-400"
 _NOT_FOUND = "QS-1404-404"
 _FINAL = ("SUCCESS", "FAILED", "KILLED", "TIMEOUT")
 _TIMEOUT_CODE = "53400"
+_NO_ROLE = "EMU-5030-503"
 _TARGETS = (exp.Create, exp.Drop, exp.Alter, exp.Insert, exp.Delete, exp.Update)
 
 
@@ -54,13 +69,34 @@ def bearer_token(request: Request) -> str:
     return request.headers.get("authorization", "").removeprefix("Bearer ").strip()
 
 
+def query_role(emu: Emulator) -> QueryRole:
+    """The role user SQL runs as, its privileges on the local platform's tables revoked again (staging
+    tables come and go); a 503 when the emulator has no such role."""
+    role = emu.query_role
+    if role is None:
+        message = "Query Service is off: the emulator's PostgreSQL user cannot create its Query Service role"
+        raise service_error(503, _NO_ROLE, message, "QS")
+    with emu.store.transaction() as cur:
+        revoke_platform_tables(cur, emu.config.schema, role.name)
+    return role
+
+
+@contextmanager
+def role_connection(emu: Emulator, role: QueryRole) -> Iterator[psycopg2.extensions.connection]:
+    """A connection to PostgreSQL as the Query Service role, closed (uncommitted work rolled back) at the end."""
+    with closing(psycopg2.connect(role.dsn(emu.config.dsn), connect_timeout=10)) as conn:
+        yield conn
+
+
 @router.get("/connection_parameters")
 def connection_parameters(request: Request, emu: EmulatorDep) -> dict[str, Any]:
-    """Where the Query Service listens: the emulator's PostgreSQL (trust auth ignores the token)."""
+    """Where the Query Service listens: the emulator's PostgreSQL, as its Query Service role (AEP's keys
+    only: the role's default search path is the data schema)."""
+    role = query_role(emu)
     dsn = psycopg2.extensions.parse_dsn(emu.config.dsn)
     token = bearer_token(request)
     return {
-        "username": dsn.get("user", "postgres"),
+        "username": role.name,
         "dbName": dsn.get("dbname", "postgres"),
         "host": dsn.get("host", "127.0.0.1"),
         "port": int(dsn.get("port", 5432)),
@@ -68,7 +104,6 @@ def connection_parameters(request: Request, emu: EmulatorDep) -> dict[str, Any]:
         "token": token,
         "compressedToken": token,
         "websocketHost": f"{emu.config.host}:{emu.config.port}",
-        "searchPath": emu.config.schema,
     }
 
 
@@ -91,6 +126,7 @@ def create_query(request: Request, body: JsonObject, emu: EmulatorDep) -> dict:
         raise bad_request("query templates are not supported by the emulator; send sql", "QS", _INVALID)
     if not body.get("sql") or not body.get("dbName"):
         raise bad_request("a query needs dbName and sql", "QS", _INVALID)
+    query_role(emu)
     try:
         sql = _statement_sql(body)
     except ValueError as exc:
@@ -195,8 +231,8 @@ def cancel_query(emu: Emulator, query_id: str) -> None:
     with emu.query_lock:
         _finish(emu, query_id, "KILLED")
         backend = emu.query_backends.get(query_id)
-        if backend is not None:
-            with emu.store.transaction() as cur:
+        if backend is not None and emu.query_role is not None:  # the role may cancel its own statements
+            with role_connection(emu, emu.query_role) as conn, conn.cursor() as cur:
                 cur.execute("SELECT pg_cancel_backend(%s)", [backend])
 
 
@@ -215,15 +251,16 @@ def _start(emu: Emulator, query_id: str) -> dict[str, Any] | None:
 
 
 def run_query(emu: Emulator, query_id: str) -> None:
-    """Run a submitted query on PostgreSQL (data schema only, under the statement timeout) and record
-    SUCCESS (row count), FAILED (errors; ``53400`` on timeout), or nothing when it was KILLED."""
+    """Run a submitted query on PostgreSQL (as the Query Service role, under the statement timeout) and
+    record SUCCESS (row count), FAILED (errors; ``53400`` on timeout; ``58000`` without the role), or
+    nothing when it was KILLED."""
     query = _start(emu, query_id)
     if query is None:
         return
     started = time.monotonic()
     sql = query["effectiveSQL"]
     try:
-        with emu.engine.connect() as conn:
+        with role_connection(emu, query_role(emu)) as conn:
             rows = _execute(emu, conn, query_id, sql)
             with emu.query_lock:  # a cancel either comes first (rolled back) or finds the query finished
                 if _state(emu, query_id) == "KILLED":

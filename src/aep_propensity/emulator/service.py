@@ -1,20 +1,28 @@
 """The emulator's running state: configuration, store, local platform, faults and background work;
-and the small helpers every router shares (sandbox, ``property==`` filters, JSON Patch)."""
+the PostgreSQL role Query Service SQL runs as; and the small helpers every router shares (sandbox,
+``property==`` filters, JSON Patch)."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import jsonpatch
+import psycopg2
+import psycopg2.extensions
 from fastapi import Body, Depends, Request
 from pydantic import AfterValidator
 
+from aep_propensity.platform.core.port import check_name
+from aep_propensity.platform.core.sql import identifier
 from aep_propensity.platform.local import LocalPlatform, PostgresEngine
+from aep_propensity.platform.local.ledger import LEDGER_DDL, Ledger
 
 from .config import EmulatorConfig, check_faults
 from .errors import bad_request
@@ -51,6 +59,8 @@ class Emulator:
         #: Query id -> PostgreSQL backend pid of the queries running now (see :mod:`.queries`).
         self.query_backends: dict[str, int] = {}
         self.query_lock = threading.Lock()
+        #: The role Query Service SQL runs as; None when the DSN's user cannot create it (no SQL then runs).
+        self.query_role = setup_query_role(config.dsn, config.schema, self.engine)
         config.dlz_root.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -104,6 +114,86 @@ class Emulator:
     def token_ttl(self) -> int:
         """Lifetime of new tokens in seconds (the ``token_ttl`` fault overrides the option)."""
         return int(self.faults.get("token_ttl", self.config.token_ttl))
+
+
+#: Tables of the local platform in the data schema (its ledger, batch staging tables and audience
+#: members): never the Query Service role's, whatever their default privileges gave it.
+PLATFORM_TABLES = r"^(ledger_|_batch_|audience_membership$)"
+_DML = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE"
+
+
+@dataclass(frozen=True)
+class QueryRole:
+    """The PostgreSQL role of one emulator's Query Service (``<schema>_query``): it logs in, uses and
+    creates in the data schema (its default search path), reads and writes the tables the emulator
+    makes there, and has no other privilege: no state schema, no server files, no other schema."""
+
+    name: str
+    password: str = field(repr=False)
+
+    def dsn(self, dsn: str) -> str:
+        """``dsn`` with this role's credentials instead of the emulator's."""
+        return psycopg2.extensions.make_dsn(dsn, user=self.name, password=self.password)
+
+
+def query_role_name(schema: str) -> str:
+    """The Query Service role of the emulator on ``schema`` (roles are cluster-wide, so named per schema)."""
+    return check_name(f"{schema}_query", "Query Service role (the schema name plus '_query')")
+
+
+def can_create_roles(cur: psycopg2.extensions.cursor) -> bool:
+    """Whether the connected user may create and alter roles (CREATEROLE or superuser)."""
+    cur.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def setup_query_role(dsn: str, schema: str, engine: PostgresEngine) -> QueryRole | None:
+    """Create (or reset) the Query Service role of ``schema`` with a fresh random password, after the
+    local platform's ledger exists so that it can be kept from the role; None (logged as an error)
+    when the DSN's user cannot create roles, so that user SQL never runs as that user."""
+    name = query_role_name(schema)
+    with engine.connect() as conn:  # creates the data schema and the ledger tables, owned by the emulator
+        Ledger(engine).ensure(conn, LEDGER_DDL)
+        with conn.cursor() as cur:
+            if not can_create_roles(cur):
+                logger.error(
+                    "the PostgreSQL user of the DSN cannot create roles (it needs CREATEROLE): Query Service "
+                    "refuses user SQL rather than run it with the emulator's own privileges"
+                )
+                return None
+            role = QueryRole(name, secrets.token_urlsafe(24))
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
+            verb = "ALTER" if cur.fetchone() else "CREATE"
+            cur.execute(
+                f"{verb} ROLE {identifier(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                "NOBYPASSRLS NOINHERIT PASSWORD %s",
+                [role.password],
+            )
+            grant_query_role(cur, schema, name)
+    return role
+
+
+def grant_query_role(cur: psycopg2.extensions.cursor, schema: str, role: str) -> None:
+    """The role's privileges: the data schema as its search path, with read and write on the tables the
+    emulator makes there (now and later), then :func:`revoke_platform_tables`."""
+    quoted, data = identifier(role), identifier(schema)
+    cur.execute(f"ALTER ROLE {quoted} SET search_path TO {data}")
+    cur.execute(f"GRANT USAGE, CREATE ON SCHEMA {data} TO {quoted}")
+    cur.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {data} GRANT {_DML} ON TABLES TO {quoted}")
+    cur.execute(f"GRANT {_DML} ON ALL TABLES IN SCHEMA {data} TO {quoted}")
+    revoke_platform_tables(cur, schema, role)
+
+
+def revoke_platform_tables(cur: psycopg2.extensions.cursor, schema: str, role: str) -> None:
+    """Take from the role every privilege on the local platform's tables (:data:`PLATFORM_TABLES`), which
+    the schema's default privileges gave it when they were made."""
+    cur.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename ~ %s AND tableowner <> %s",
+        [schema, PLATFORM_TABLES, role],
+    )
+    for (table,) in cur.fetchall():
+        cur.execute(f"REVOKE ALL ON {identifier(schema)}.{identifier(table)} FROM {identifier(role)}")
 
 
 def _record_crash(on_crash: Callable[[str], None], message: str) -> None:

@@ -8,13 +8,14 @@ named by the path joined with ``_`` and lower-cased (``_acme.userid`` -> ``_acme
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from aep_propensity.platform.core.port import ARROW_TYPES, Column, LogicalType
+from aep_propensity.platform.core.port import ARROW_TYPES, Column, LogicalType, check_name
 
 EVENT_CLASS = "https://ns.adobe.com/xdm/context/experienceevent"
 PROFILE_CLASS = "https://ns.adobe.com/xdm/context/profile"
@@ -71,6 +72,10 @@ LOGICAL_TYPES: dict[str, LogicalType] = {
 #: The hidden column naming the batch each stored row came from.
 BATCH_COLUMN = "_emu_batch"
 
+#: AEP's rule for the name of a field below the tenant namespace: letters, digits and underscores, not
+#: starting with an underscore (https://experienceleague.adobe.com/en/docs/experience-platform/xdm/ui/fields/overview).
+FIELD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
+
 
 class XdmError(ValueError):
     """Data or a definition does not fit the XDM schema; the message names the path."""
@@ -120,18 +125,30 @@ def field_group_leaves(body: Mapping[str, Any]) -> dict[str, str]:
 
 
 def check_tenant_fields(leaves: Iterable[str], tenant: str) -> None:
-    """Custom field groups keep their fields under ``_{tenant}``, as AEP requires."""
+    """Custom field groups keep their fields under ``_{tenant}``, each named by AEP's rule for field
+    names (:data:`FIELD_NAME`), as AEP requires."""
     for path in leaves:
         if not path.startswith(f"_{tenant}."):
             raise XdmError(f"field '{path}' must be nested under the tenant namespace '_{tenant}'")
+        bad = [name for name in path.split(".")[1:] if not FIELD_NAME.fullmatch(name)]
+        if bad:
+            raise XdmError(
+                f"field '{path}': the name '{bad[0]}' is not a valid XDM field name (letters, digits and "
+                "underscores, not starting with an underscore)"
+            )
 
 
 def columns_of(leaves: Mapping[str, str]) -> list[Column]:
-    """The flat columns of a schema's leaves (in path order), refusing two paths on one column."""
+    """The flat columns of a schema's leaves (in path order), refusing two paths on one column and a
+    column name PostgreSQL cannot take (:func:`~aep_propensity.platform.core.port.check_name`)."""
     seen: dict[str, str] = {}
     columns = []
     for path in sorted(leaves):
         name = column_name(path)
+        try:
+            check_name(name, f"column of field '{path}'")
+        except ValueError as exc:
+            raise XdmError(str(exc)) from None
         if name in seen:
             raise XdmError(f"fields '{seen[name]}' and '{path}' both flatten to column '{name}'")
         seen[name] = path
