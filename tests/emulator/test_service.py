@@ -18,7 +18,7 @@ from aep_propensity.emulator.service import Emulator
 from aep_propensity.emulator.store import Store
 from aep_propensity.platform.core.port import ARROW_TYPES, Column
 from tests.conftest import PG_DSN, require_postgres
-from tests.emulator_process import drop_schema
+from tests.emulator_process import drop_role, drop_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -30,12 +30,13 @@ def make_config(folder: Path, **options: object) -> EmulatorConfig:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Iterator[EmulatorConfig]:
-    """A configuration whose two schemas are dropped afterwards."""
+    """A configuration whose two schemas and Query Service role are dropped afterwards."""
     require_postgres()
     made = make_config(tmp_path, query_timeout_seconds=1)
     yield made
     drop_schema(made.schema)
     drop_schema(made.state_schema)
+    drop_role(f"{made.schema}_query")
 
 
 @pytest.fixture
@@ -171,6 +172,7 @@ def test_legacy_state_moves_to_the_state_schema(tmp_path: Path) -> None:
         conn.close()
         drop_schema(config.schema)
         drop_schema(config.state_schema)
+        drop_role(f"{config.schema}_query")
 
 
 def test_logical_types_round_trip(emu: Emulator) -> None:
