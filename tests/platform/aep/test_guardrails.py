@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from aep_propensity.platform import make_platform
+from aep_propensity.platform import make_platform, parse_platform_config
 from aep_propensity.platform.aep import AEPError, AEPPlatform
 from aep_propensity.platform.aep.contract import FLOWS
 from aep_propensity.platform.aep.ingestion import BatchTooLarge
@@ -125,3 +125,11 @@ def test_a_non_scalar_attribute_is_not_activated(aep: AEPPlatform, tmp_path: Pat
     job = aep.evaluate_audience(record.id)
     with pytest.raises(PlatformError, match=r"attributes \['identity_map'\] are not among the profile fields"):
         aep.activate([job.id], FileDestination("files", str(tmp_path)), ["identity_map"])
+
+
+def test_guardrail_options_default_to_aeps_and_a_put_stays_within_256_mib() -> None:
+    config = parse_platform_config({"backend": "aep"})
+    assert (config.files_per_batch, config.batch_bytes, config.profile_batches_per_day) == (1500, 100 * 1024**3, 90)
+    assert (config.max_attributes, config.max_audiences, config.upload_file_bytes) == (50, 250, 256 * 1024**2)
+    with pytest.raises(ValueError, match="platform.upload_file_bytes"):
+        parse_platform_config({"backend": "aep", "upload_file_bytes": 256 * 1024**2 + 1})
