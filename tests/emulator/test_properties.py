@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from tests.emulator_process import RunningEmulator
 
 from .conftest import AEPClient
+from .helpers import FLOWS, IMPORT, PROFILE, UPS, XED, dataset, field_group, ingest, parquet_bytes, run_query, schema
 
 pytestmark = pytest.mark.postgres
 
@@ -136,6 +137,33 @@ IMPLEMENTED: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 OPERATIONS = [(spec, operation) for spec, (_, operations) in IMPLEMENTED.items() for operation in operations]
+# The path parameters the ``seeded`` fixture names an existing object for (the tenant container is
+# always pinned: the emulator keeps no global one, and a random one is only a 404 of an unknown path).
+SEEDED_PARAMETERS = (
+    "FIELD_GROUP_ID",
+    "MIXIN_ID",
+    "SCHEMA_ID",
+    "DATASET_ID",
+    "BATCH_ID",
+    "batchId",
+    "datasetId",
+    "queryid",
+    "SEGMENT_ID",
+    "BASE_CONNECTION_ID",
+    "SOURCE_CONNECTION_ID",
+    "TARGET_CONNECTION_ID",
+    "FLOW_ID",
+)
+# Operations on existing objects, but no DELETE (it would take them from the operations after it).
+SEEDED = [
+    (spec, operation)
+    for spec, operation in OPERATIONS
+    if not operation.startswith("DELETE") and any("{" + name + "}" in operation for name in SEEDED_PARAMETERS)
+]
+
+DLZ_SPEC = {"id": "10440537-2a7b-4583-ac39-ed38d4b848e8", "version": "1.0"}
+DLZ_FLOW_SPEC = {"id": "cd2fc47e-e838-4f38-a581-8fff2f99b63a", "version": "1.0"}
+DATASET_SOURCE_SPEC = {"id": "23598e46-f560-407b-88d5-ea6207e49db0", "version": "1.0"}
 
 _SERVICE_CODE = re.compile(r"^http://ns\.adobe\.com/aep/errors/([A-Z]+-\d{4}-(\d{3}))$")
 
@@ -180,10 +208,9 @@ def error_problem(body: Any, status: int) -> str | None:
     return service_error_problem(body, status)
 
 
-def container_of(path: str) -> dict[str, str] | None:
-    """The Schema Registry container of a ``/{CONTAINER_ID}/...`` path: the tenant's (the emulator keeps
-    no global container, and a random one is only a 404 of an unknown path)."""
-    return {"CONTAINER_ID": "tenant"} if "{CONTAINER_ID}" in path else None
+def headers_of(api: AEPClient, spec: str) -> dict[str, str]:
+    """The gateway headers, with Schema Registry's XED ``Accept`` (any other is its 406)."""
+    return {**api.headers, **XED} if spec == "schema-registry.yaml" else api.headers
 
 
 @schemathesis.check
@@ -209,13 +236,18 @@ def api(emulator: RunningEmulator) -> Iterator[AEPClient]:
     assert "Traceback" not in emulator.log.read_text()
 
 
-@pytest.mark.parametrize(("spec", "operation"), OPERATIONS, ids=[f"{s}:{o}" for s, o in OPERATIONS])
-def test_operation_answers_aep(api: AEPClient, spec: str, operation: str) -> None:
-    """Generated requests of one operation: no 5xx, every error in AEP's error shape with its code."""
+def path_parameters(path: str, seeded: dict[str, str]) -> dict[str, str]:
+    """The path parameters of ``path`` that name a seeded object (the tenant container included)."""
+    known = {"CONTAINER_ID": "tenant", **seeded}
+    return {name: ident for name, ident in known.items() if "{" + name + "}" in path}
+
+
+def check_operation(api: AEPClient, spec: str, operation: str, pinned: dict[str, str]) -> None:
+    """``MAX_EXAMPLES`` generated requests of one operation (``pinned`` path parameters fixed): no 5xx,
+    every error in AEP's error shape with its code."""
     method, path = operation.split(" ", 1)
-    base_path = IMPLEMENTED[spec][0]
+    base_url, headers = api.url + IMPLEMENTED[spec][0], headers_of(api, spec)
     found = load_spec(spec).find_operation_by_path(method, path)
-    strategy = found.as_strategy(headers=api.headers, path_parameters=container_of(path))
 
     @settings(
         max_examples=MAX_EXAMPLES,
@@ -224,13 +256,67 @@ def test_operation_answers_aep(api: AEPClient, spec: str, operation: str) -> Non
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=strategy)
+    @given(case=found.as_strategy(headers=headers, path_parameters=pinned or None))
     def answers_aep(case: Case) -> None:
-        case.call_and_validate(
-            base_url=api.url + base_path, headers=api.headers, checks=[not_a_server_error, aep_error_shape], timeout=30
-        )
+        checks = [not_a_server_error, aep_error_shape]
+        case.call_and_validate(base_url=base_url, headers=headers, checks=checks, timeout=30)
 
     answers_aep()
+
+
+@pytest.fixture(scope="module")
+def seeded(api: AEPClient) -> dict[str, str]:
+    """Existing objects for the by-id operations: path parameter -> id (schemas by ``meta:altId``)."""
+    group = field_group(api, {"score": "number"}, title="property scores")
+    created = schema(api, [PROFILE, group["$id"]], title="property schema")
+    dataset_id = dataset(api, "property scores", created["$id"])
+    batch = ingest(api, dataset_id, {"s.parquet": parquet_bytes([{"_acme": {"score": 0.5}}])})
+    loading = api.ok(
+        "POST", IMPORT + "/batches", 201, json={"datasetId": dataset_id, "inputFormat": {"format": "parquet"}}
+    )
+    definition = {
+        "name": "property segment",
+        "schema": {"name": "_xdm.context.profile"},
+        "expression": {"type": "PQL", "format": "pql/text", "value": "_acme.score >= 0.5"},
+    }
+    base = api.ok("POST", FLOWS + "/connections", 201, json={"name": "dlz", "connectionSpec": DLZ_SPEC})
+    target = {"name": "t", "baseConnectionId": base["id"], "connectionSpec": DLZ_SPEC, "params": {"path": "p"}}
+    target_id = api.ok("POST", FLOWS + "/targetConnections", 201, json=target)["id"]
+    source = {"name": "s", "connectionSpec": DATASET_SOURCE_SPEC, "params": {"datasets": [dataset_id]}}
+    source_id = api.ok("POST", FLOWS + "/sourceConnections", 201, json=source)["id"]
+    flow = {
+        "name": "f",
+        "flowSpec": DLZ_FLOW_SPEC,
+        "sourceConnectionIds": [source_id],
+        "targetConnectionIds": [target_id],
+    }
+    return {
+        "FIELD_GROUP_ID": group["meta:altId"],
+        "MIXIN_ID": group["meta:altId"],
+        "SCHEMA_ID": created["meta:altId"],
+        "DATASET_ID": dataset_id,
+        "BATCH_ID": batch["id"],
+        "batchId": loading["id"],
+        "datasetId": dataset_id,
+        "queryid": run_query(api, "SELECT 1")["id"],
+        "SEGMENT_ID": api.ok("POST", UPS + "/segment/definitions", json=definition)["id"],
+        "BASE_CONNECTION_ID": base["id"],
+        "SOURCE_CONNECTION_ID": source_id,
+        "TARGET_CONNECTION_ID": target_id,
+        "FLOW_ID": api.ok("POST", FLOWS + "/flows", 201, json=flow)["id"],
+    }
+
+
+@pytest.mark.parametrize(("spec", "operation"), OPERATIONS, ids=[f"{s}:{o}" for s, o in OPERATIONS])
+def test_operation_answers_aep(api: AEPClient, spec: str, operation: str) -> None:
+    """Generated requests, generated ids: no 5xx, every error in AEP's error shape with its code."""
+    check_operation(api, spec, operation, path_parameters(operation, {}))
+
+
+@pytest.mark.parametrize(("spec", "operation"), SEEDED, ids=[f"{s}:{o}" for s, o in SEEDED])
+def test_operation_on_real_objects(api: AEPClient, seeded: dict[str, str], spec: str, operation: str) -> None:
+    """Generated requests on existing objects (their ids pinned): no 5xx, every error AEP's."""
+    check_operation(api, spec, operation, path_parameters(operation, seeded))
 
 
 @pytest.mark.parametrize(
