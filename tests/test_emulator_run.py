@@ -1,6 +1,7 @@
 """End to end through the aep backend: every pipeline with ``--env emulator`` against a real emulator on a
 free loopback port, with transient 429s and 500s injected, gets the same counts as the embedded run on
-the same seed and parameters."""
+the same seed and parameters; every request and response of the run is valid under Adobe's OpenAPI
+specs (:mod:`tests.contract`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from kedro.framework.session import KedroSession
 
 from tests.conftest import PROJECT
+from tests.contract import conformance, figures
 from tests.emulator_process import CLIENT_SECRET, running_emulator
 
 pytestmark = pytest.mark.postgres
@@ -54,7 +56,8 @@ def test_emulator_run_matches_the_embedded_run(tmp_path: Path, kedro_session, mo
     globals_file = conf / "emulator" / "globals.yml"
     text = globals_file.read_text().replace("data_root: data/emulator_run", f"data_root: {tmp_path / 'aep_run'}")
     globals_file.write_text(text)
-    with running_emulator(tmp_path / "emulator") as emulator:
+    traffic = tmp_path / "traffic.jsonl"  # every exchange, validated against Adobe's specs below
+    with running_emulator(tmp_path / "emulator", record=traffic) as emulator:
         monkeypatch.setenv("AEP_EMULATOR_URL", emulator.url)
         monkeypatch.setenv("AEP_CLIENT_SECRET", CLIENT_SECRET)
         emulator.set_faults({"rate_limit_every": 23, "retry_after": 0, "error_every": 37})
@@ -68,3 +71,6 @@ def test_emulator_run_matches_the_embedded_run(tmp_path: Path, kedro_session, mo
     assert embedded["members"] and all(files for files, _ in embedded["delivered"].values())
     assert injected >= 10  # the run met AEP's transient errors and retried through them
     assert through_aep == embedded
+    report = conformance.validate(traffic)  # Adobe's contract, on the traffic of this run (tests/contract)
+    print("\n".join(figures.figures(report)))  # noqa: T201 - the coverage figures, shown with -s
+    assert not report.failures(), "\n".join(f"{f.operation} [{f.where}] {f.message}" for f in report.failures())

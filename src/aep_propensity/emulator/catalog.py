@@ -113,9 +113,7 @@ def new_dataset(emu: Emulator, body: dict[str, Any], table: str) -> dict[str, An
             "created": now_ms(),
             "updated": now_ms(),
             "createdClient": emu.config.client_id,
-            "namespace": "ACP",
-            "lastBatchId": None,
-            "lastBatchStatus": None,
+            "namespace": "ACP",  # no lastBatchId/lastBatchStatus until a batch lands (not nullable in the spec)
         }
     )
     return emu.store.put("datasets", dataset_id, dataset)

@@ -156,11 +156,17 @@ def create_segment_job(body: JsonBody, emu: EmulatorDep) -> dict[str, Any]:
         "segments": [
             {
                 "segmentId": s["id"],
-                "segment": {"id": s["id"], "expression": s["expression"], "mergePolicyId": s["mergePolicyId"]},
+                "segment": {
+                    "id": s["id"],
+                    "expression": s["expression"],
+                    "mergePolicyId": s["mergePolicyId"],
+                    "mergePolicy": {"id": s["mergePolicyId"], "version": 1},
+                },
             }
             for s in segments
         ],
-        "metrics": {},
+        # required by the spec (SegmentJob.metrics) from the start; the end times come with the result
+        "metrics": {"totalTime": {"startTimeInMs": now}, "profileSegmentationTime": {"startTimeInMs": now}},
         "creationTime": now,
         "updateTime": now,
         "_links": {
