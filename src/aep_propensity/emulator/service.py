@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import jsonpatch
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from fastapi import Body, Depends, Request
 from pydantic import AfterValidator
@@ -187,13 +188,24 @@ def grant_query_role(cur: psycopg2.extensions.cursor, schema: str, role: str) ->
 
 def revoke_platform_tables(cur: psycopg2.extensions.cursor, schema: str, role: str) -> None:
     """Take from the role every privilege on the local platform's tables (:data:`PLATFORM_TABLES`), which
-    the schema's default privileges gave it when they were made."""
+    the schema's default privileges gave it when they were made. Callers take turns (an advisory lock:
+    concurrent REVOKEs of one table fail), only tables the role has a privilege on are touched, and a
+    staging table dropped meanwhile is skipped."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"revoke {role}"])
     cur.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename ~ %s AND tableowner <> %s",
-        [schema, PLATFORM_TABLES, role],
+        "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname ~ %s AND pg_get_userbyid(c.relowner) <> %s "
+        "AND has_table_privilege(%s, c.oid, %s)",
+        [schema, PLATFORM_TABLES, role, role, _DML],
     )
     for (table,) in cur.fetchall():
-        cur.execute(f"REVOKE ALL ON {identifier(schema)}.{identifier(table)} FROM {identifier(role)}")
+        cur.execute("SAVEPOINT revoke_table")
+        try:
+            cur.execute(f"REVOKE ALL ON {identifier(schema)}.{identifier(table)} FROM {identifier(role)}")
+        except psycopg2.errors.UndefinedTable:
+            cur.execute("ROLLBACK TO SAVEPOINT revoke_table")
+        else:
+            cur.execute("RELEASE SAVEPOINT revoke_table")
 
 
 def _record_crash(on_crash: Callable[[str], None], message: str) -> None:
