@@ -92,6 +92,8 @@ def test_files_and_bytes_per_batch(client: AEPClient, dataset_id: str) -> None:
     client.ok("PUT", file_url(other, dataset_id, "b.json"), 201, data=b"x" * 60, headers=OCTET)
     over = client.call("PUT", file_url(other, dataset_id, "c.json"), data=b"x" * 60, headers=OCTET)
     assert_problem(over, 400, "INGEST-1400-400", "would hold 180 bytes, more than 150")
+    streamed = client.call("PUT", file_url(other, dataset_id, "c.json"), data=iter([b"x" * 30] * 2), headers=OCTET)
+    assert_problem(streamed, 400, "INGEST-1400-400", "would hold 180 bytes, more than 150")
     client.ok("POST", file_url(other, dataset_id, "big.json") + "?action=INITIALIZE", 201)
     part = {**OCTET, "Content-Range": "bytes 0-9/100"}
     declared = client.call("PATCH", file_url(other, dataset_id, "big.json"), data=b"x" * 10, headers=part)

@@ -204,6 +204,11 @@ async def upload_file(batch_id: str, dataset_id: str, file_path: str, request: R
     if written > most:
         target.unlink()
         raise too_large(f"the file is over the {most:,} bytes of one PUT: upload it in parts")
+    try:
+        check_room(emu, batch_id, target, written)  # a body sent without Content-Length, counted as it came
+    except AEPHTTPError:
+        target.unlink()
+        raise
     return Response(status_code=200 if existed else 201)
 
 
