@@ -24,14 +24,14 @@ FAULT_KEYS = frozenset(
 #: ``limits`` fault) lowers them so a test crosses one cheaply. ``put_file_bytes``: one PUT, the 256 MB
 #: gateway threshold of the Batch Ingestion API (a larger file is uploaded in parts);
 #: ``part_bytes``: one large-file part, the API's accepted range 0-512000000; ``files_per_batch`` and
-#: ``batch_bytes``: 1500 files and 100 GB per batch, Adobe's data ingestion guardrails
+#: ``batch_bytes``: 25,000 files and 1 TB per batch, Adobe's data ingestion guardrails
 #: (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails and
 #: https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview).
 LIMITS: dict[str, int] = {
     "put_file_bytes": 256 * 1024 * 1024,
     "part_bytes": 512_000_000,
-    "files_per_batch": 1500,
-    "batch_bytes": 100 * 1024**3,
+    "files_per_batch": 25_000,
+    "batch_bytes": 10**12,
 }
 
 

@@ -16,8 +16,8 @@ ends failed or aborted has its uploaded files removed from the data folder, as a
 Uploads are bounded as AEP bounds them (:data:`.config.LIMITS`, lowered by ``--limits`` or the
 ``limits`` fault): one PUT up to 256 MB and one large-file part up to 512,000,000 bytes (413 beyond);
 a large file's size is declared by its first part's ``Content-Range: bytes start-end/size``, every
-part must lie within it and declare the same size (400 otherwise); a batch takes at most 1500 files
-and 100 GB (400 on the file that would cross either). AEP documents no error code for these, so the
+part must lie within it and declare the same size (400 otherwise); a batch takes at most 25,000 files
+and 1 TB (400 on the file that would cross either). AEP documents no error code for these, so the
 emulator answers with its Batch Ingestion codes ``INGEST-1400-400`` and ``INGEST-1413-413``.
 """
 

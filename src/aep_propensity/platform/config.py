@@ -95,8 +95,8 @@ class AEPConfig(_BackendConfig):
     poll_timeout_seconds: PositiveFloat = 3600.0
     max_retry_after_seconds: PositiveFloat = 120.0
     upload_file_bytes: PositiveInt = Field(256 * 1024 * 1024, le=256 * 1024 * 1024)  # AEP's largest PUT
-    files_per_batch: PositiveInt = 1500
-    batch_bytes: PositiveInt = 100 * 1024**3
+    files_per_batch: PositiveInt = 25_000
+    batch_bytes: PositiveInt = 10**12  # 1 TB
     profile_batches_per_day: PositiveInt = 90
     max_attributes: PositiveInt = 50
     max_audiences: PositiveInt = 250

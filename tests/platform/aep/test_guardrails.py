@@ -129,7 +129,7 @@ def test_a_non_scalar_attribute_is_not_activated(aep: AEPPlatform, tmp_path: Pat
 
 def test_guardrail_options_default_to_aeps_and_a_put_stays_within_256_mib() -> None:
     config = parse_platform_config({"backend": "aep"})
-    assert (config.files_per_batch, config.batch_bytes, config.profile_batches_per_day) == (1500, 100 * 1024**3, 90)
+    assert (config.files_per_batch, config.batch_bytes, config.profile_batches_per_day) == (25_000, 10**12, 90)
     assert (config.max_attributes, config.max_audiences, config.upload_file_bytes) == (50, 250, 256 * 1024**2)
     with pytest.raises(ValueError, match="platform.upload_file_bytes"):
         parse_platform_config({"backend": "aep", "upload_file_bytes": 256 * 1024**2 + 1})

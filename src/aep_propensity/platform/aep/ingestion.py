@@ -20,7 +20,7 @@ REVERTed; one already retired is left alone. A replacing batch that fails leaves
 they were.
 
 AEP's bounds are planned around before any request that would cross them: a batch of more than
-``files_per_batch`` files (1500) or ``batch_bytes`` bytes (100 GB) is refused with
+``files_per_batch`` files (25,000) or ``batch_bytes`` bytes (1 TB) is refused with
 :class:`BatchTooLarge`, before the batch is created when the chunks are a sized collection, else before
 the file that would cross it is uploaded (the batch then ABORTed, so nothing lands). Scores for 10
 million people go as one batch of part files (one per chunk; 77 files at 131,072 rows a chunk). A
@@ -31,8 +31,9 @@ limit: AEP takes more, slower). The backend's own ledger datasets (``aep_propens
 
 Adobe's references: the Batch Ingestion API guide, with its large files and batch replay
 (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview), and
-the data ingestion guardrails: 1500 files and 100 GB per batch, 90 Profile or ExperienceEvent batches
-a day (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails).
+the data ingestion guardrails: 25,000 files and 1 TB per batch (the batch ingestion overview's 1,500
+files and 100 GB are the recommended size), 90 Profile or ExperienceEvent batches a day
+(https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ from .xdm import flat_view_sql, mapping_for, to_nested
 logger = logging.getLogger(__name__)
 
 #: AEP's data ingestion guardrails (see the module's references).
-FILES_PER_BATCH = 1500
-BATCH_BYTES = 100 * 1024**3
+FILES_PER_BATCH = 25_000
+BATCH_BYTES = 10**12  # 1 TB
 PROFILE_BATCHES_PER_DAY = 90
 
 

@@ -92,9 +92,6 @@ class QueryService:
             except _AuthRefused as exc:
                 raise AEPError(str(exc)) from None
         try:
-            if params.get("searchPath"):  # the emulator's schema; real AEP never sends it
-                with conn.cursor() as cur:
-                    execute(cur, f"SET search_path TO {identifier(params['searchPath'])}")
             yield conn
         finally:
             conn.close()
