@@ -184,12 +184,6 @@ SPEC_ERRATA: tuple[Exception_, ...] = (
 #: Deviations excused until they are fixed: each names its owner file.
 KNOWN_DEVIATIONS: tuple[Exception_, ...] = (
     Exception_(
-        f"GET {REGISTRY}/stats",
-        "response",
-        "classUsage: {} is not of type 'array'",
-        "owner src/aep_propensity/emulator/registry.py: classUsage must be an array (schema-registry.yaml)",
-    ),
-    Exception_(
         f"GET {FLOWS}/runs",
         "response",
         "'inProgress' is not one of",

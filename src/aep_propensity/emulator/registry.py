@@ -120,7 +120,7 @@ def _page(results: list[dict[str, Any]], prop: str | None = None) -> dict[str, A
 
 @router.get("/stats")
 def stats(emu: EmulatorDep) -> dict[str, Any]:
-    """The tenant id and resource counts."""
+    """The tenant id, resource counts and each class's schemas."""
     schemas = emu.store.all("schemas")
     return {
         "imsOrg": emu.config.org_id,
@@ -134,9 +134,29 @@ def stats(emu: EmulatorDep) -> dict[str, Any]:
         },
         "recentlyCreatedResources": [],
         "recentlyUpdatedResources": [],
-        "classUsage": {},
+        "classUsage": class_usage(schemas),
         "fieldUsage": {},
     }
+
+
+def class_usage(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Which schemas use each class, as the stats answer lists them (``$id``, ``title``, ``numberOfSchemas``,
+    ``schemas``)."""
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    for schema in schemas:
+        by_class.setdefault(str(schema.get("meta:class", "")), []).append(schema)
+    return [
+        {
+            "$id": class_id,
+            "title": class_id.rsplit("/", 1)[-1],
+            "numberOfSchemas": len(members),
+            "schemas": [
+                {"$id": s.get("$id"), "title": s.get("title", ""), "description": s.get("description", "")}
+                for s in members
+            ],
+        }
+        for class_id, members in sorted(by_class.items())
+    ]
 
 
 @router.post("/tenant/fieldgroups", status_code=201)
