@@ -14,6 +14,7 @@ import pytest
 
 from aep_propensity.platform import make_platform, parse_platform_config
 from aep_propensity.platform.aep import AEPError, AEPPlatform
+from aep_propensity.platform.aep import ingestion as ingestion_module
 from aep_propensity.platform.aep.contract import FLOWS
 from aep_propensity.platform.aep.ingestion import BatchTooLarge
 from aep_propensity.platform.core.destinations import FileDestination
@@ -89,6 +90,19 @@ def test_the_days_profile_batch_budget_is_warned_about(
     assert "profile-enabled" not in caplog.text
     aep.ingest(PROFILES, [profiles_frame(2, 4)])  # 3 of 2
     assert "Batch 3 of the day into profile-enabled datasets (profiles): past AEP's guidance of 2" in caplog.text
+
+
+def test_a_profile_upsert_batch_past_the_guidance_is_warned_about(
+    emulator: RunningEmulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingestion_module, "PROFILE_UPSERT_ROWS", 3)  # AEP's 2 million, lowered to cross cheaply
+    aep = platform(emulator)
+    caplog.set_level(logging.WARNING, logger="aep_propensity.platform.aep.ingestion")
+    aep.ingest(PLAIN, [pd.DataFrame({"ecid": ["p0", "p1", "p2", "p3"]})])  # not profile-enabled: no warning
+    aep.ingest(PROFILES, [profiles_frame(3)])
+    assert "upsert batches" not in caplog.text
+    aep.ingest(PROFILES, [profiles_frame(2, 3), profiles_frame(2, 5)])
+    assert "holds 4 records: Real-Time Customer Profile ingests upsert batches of more than 3" in caplog.text
 
 
 def test_activation_refuses_too_many_attributes_before_any_request(

@@ -26,8 +26,10 @@ the file that would cross it is uploaded (the batch then ABORTed, so nothing lan
 million people go as one batch of part files (one per chunk; 77 files at 131,072 rows a chunk). A
 batch into a profile-enabled dataset first counts the sandbox's batches created today (UTC) into
 profile-enabled datasets and warns when this one goes past ``profile_batches_per_day`` (90, a soft
-limit: AEP takes more, slower). The backend's own ledger datasets (``aep_propensity_audiences``,
-``aep_propensity_deliveries``) are not profile-enabled, so their batches do not count.
+limit: AEP takes more, slower), and a profile-enabled batch of more than 2 million records is warned
+about too (Profile ingests larger upsert batches up to ten times slower). The backend's own ledger
+datasets (``aep_propensity_audiences``, ``aep_propensity_deliveries``) are not profile-enabled, so their
+batches do not count.
 
 Adobe's references: the Batch Ingestion API guide, with its large files and batch replay
 (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview), and
@@ -63,6 +65,7 @@ logger = logging.getLogger(__name__)
 FILES_PER_BATCH = 25_000
 BATCH_BYTES = 10**12  # 1 TB
 PROFILE_BATCHES_PER_DAY = 90
+PROFILE_UPSERT_ROWS = 2_000_000  # Profile takes larger upsert batches up to ten times slower
 
 
 class BatchFailed(AEPError):
@@ -131,9 +134,8 @@ class BatchIngestion:
         completing = False
         try:
             for index, chunk in enumerate(chunks, start=1):
-                flat = conform_chunk(
-                    chunk, spec, index, refuse_nul=True
-                )  # the Query Service stand-ins cannot store NUL
+                # refuse_nul: the Query Service stand-ins (PostgreSQL) cannot store a NUL character
+                flat = conform_chunk(chunk, spec, index, refuse_nul=True)
                 payload = _parquet_bytes(to_nested(flat, mapping))
                 if index > self.files_per_batch or size + len(payload) > self.batch_bytes:
                     raise self._too_large(spec.name, f"{index:,} files of {size + len(payload):,} bytes")
@@ -141,6 +143,15 @@ class BatchIngestion:
                     f"{IMPORT}/batches/{batch_id}/datasets/{dataset_id}/files/part-{index:05d}.parquet", payload
                 )
                 rows, files, size = rows + flat.num_rows, index, size + len(payload)
+            if spec.profile_enabled and rows > PROFILE_UPSERT_ROWS:
+                logger.warning(
+                    "Batch %s into %s holds %s records: Real-Time Customer Profile ingests upsert batches of more "
+                    "than %s records up to ten times slower (a soft guardrail)",
+                    batch_id,
+                    spec.name,
+                    f"{rows:,}",
+                    f"{PROFILE_UPSERT_ROWS:,}",
+                )
             completing = True  # from here AEP may have the COMPLETE, even if the call fails
             self.client.call("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "COMPLETE"})
             status = self._wait_for_batch(batch_id)
