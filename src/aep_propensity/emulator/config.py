@@ -27,11 +27,19 @@ FAULT_KEYS = frozenset(
 #: ``batch_bytes``: 25,000 files and 1 TB per batch, Adobe's data ingestion guardrails
 #: (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails and
 #: https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview).
+#: Destinations (:mod:`.flows`, :mod:`.flow_runs`): ``max_audiences`` (250) and ``max_attributes`` (50) per
+#: dataflow (https://experienceleague.adobe.com/en/docs/experience-platform/destinations/guardrails),
+#: ``rows_per_file`` (5 million) per exported file, and ``dlz_retention_days`` (7) of Data Landing Zone files
+#: (https://experienceleague.adobe.com/en/docs/experience-platform/destinations/catalog/cloud-storage/data-landing-zone).
 LIMITS: dict[str, int] = {
     "put_file_bytes": 256 * 1024 * 1024,
     "part_bytes": 512_000_000,
     "files_per_batch": 25_000,
     "batch_bytes": 10**12,
+    "max_audiences": 250,
+    "max_attributes": 50,
+    "rows_per_file": 5_000_000,
+    "dlz_retention_days": 7,
 }
 
 
