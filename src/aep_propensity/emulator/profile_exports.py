@@ -29,12 +29,14 @@ router = APIRouter(prefix="/data/core/ups")
 @router.post("/export/jobs")
 def create_export_job(body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
     """Export the profiles of segments into a dataset (a new batch of it), in the background."""
-    dataset_id = (body.get("destination") or {}).get("datasetId")
-    segments = ((body.get("filter") or {}).get("segments")) or []
-    if not dataset_id or not segments:
-        raise bad_request("an export job needs destination.datasetId and filter.segments", "UPS", INVALID)
+    dataset_id = member(body, "destination", "datasetId")
+    segment_ids = segment_ids_of(member(body, "filter", "segments"))
+    if not isinstance(dataset_id, str) or not dataset_id or not segment_ids:
+        raise bad_request(
+            "an export job needs destination.datasetId and filter.segments ([{segmentId}, ...])", "UPS", INVALID
+        )
     dataset_or_404(emu, dataset_id)
-    job_ids = {s["segmentId"]: latest_job_for(emu, segment_or_404(emu, s["segmentId"])["id"]) for s in segments}
+    job_ids = {ident: latest_job_for(emu, segment_or_404(emu, ident)["id"]) for ident in segment_ids}
     job_id = emu.store.next_export_job_id()
     job = {
         "id": job_id,
@@ -54,6 +56,21 @@ def create_export_job(body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
     emu.store.put("exportjobs", str(job_id), job)
     emu.submit(run_export_job, emu, str(job_id), on_crash=lambda message: fail_export_job(emu, str(job_id), message))
     return _public(job)
+
+
+def member(body: dict[str, Any], outer: str, inner: str) -> Any:
+    """``body[outer][inner]`` when ``body[outer]`` is an object, else None."""
+    container = body.get(outer)
+    return container.get(inner) if isinstance(container, dict) else None
+
+
+def segment_ids_of(segments: Any) -> list[str]:
+    """The ids of ``filter.segments`` (``[{"segmentId": "..."}, ...]``); none unless every item is such
+    an object with a text id."""
+    if not isinstance(segments, list) or not segments:
+        return []
+    ids = [item.get("segmentId") if isinstance(item, dict) else None for item in segments]
+    return ids if all(isinstance(ident, str) and ident for ident in ids) else []
 
 
 def _public(job: dict[str, Any]) -> dict[str, Any]:

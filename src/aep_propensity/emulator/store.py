@@ -59,10 +59,10 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def storable_key(ident: str) -> bool:
-    """Whether ``ident`` can be a stored object's id: PostgreSQL text holds no NUL character, so no
-    object has one and a lookup of one finds nothing."""
-    return "\x00" not in ident
+def storable_key(ident: object) -> bool:
+    """Whether ``ident`` can be a stored object's id: text (a request's JSON may name an id by a number)
+    without a NUL character (PostgreSQL text holds none); a lookup of any other finds nothing."""
+    return isinstance(ident, str) and "\x00" not in ident
 
 
 def qualified(schema: str, name: str) -> str:
