@@ -44,7 +44,7 @@ OCTET = {"Content-Type": "application/octet-stream"}
 
 def run_finished(runs: dict) -> bool:
     """Whether the newest run of a ``GET /runs`` answer has finished."""
-    return bool(runs["items"]) and runs["items"][0]["metrics"]["statusSummary"]["status"] != "inProgress"
+    return bool(runs["items"]) and runs["items"][0]["metrics"]["statusSummary"]["status"] != "processing"
 
 
 def test_ims_token(emulator: RunningEmulator) -> None:
@@ -364,7 +364,7 @@ def audience_flow(client: AEPClient, dlz: Path, segment_id: str) -> None:
     ]
     stale = client.call("PATCH", f"{FLOWS}/flows/{created['id']}", json=patch, headers={"If-Match": '"stale"'})
     assert stale.status_code == 412
-    client.ok("PATCH", f"{FLOWS}/flows/{created['id']}", 202, json=patch, headers={"If-Match": created["etag"]})
+    client.ok("PATCH", f"{FLOWS}/flows/{created['id']}", 200, json=patch, headers={"If-Match": created["etag"]})
     accept = {"Accept": "application/vnd.adobe.adhoc.activation+json; version=2"}
     order = client.ok(
         "POST",

@@ -172,7 +172,7 @@ def test_restart_fails_unfinished_jobs(client: AEPClient, emulator: RunningEmula
             {
                 "id": run_id,
                 "flowId": "f",
-                "metrics": {"durationSummary": {}, "statusSummary": {"status": "inProgress"}},
+                "metrics": {"durationSummary": {}, "statusSummary": {"status": "processing"}},
             },
         ),
     ]

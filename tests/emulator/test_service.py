@@ -81,7 +81,7 @@ def test_run_of_a_deleted_flow_fails(emu: Emulator) -> None:
     """A run whose flow was deleted before it started fails instead of staying in progress."""
     flow = {"id": "f1", "name": "gone", "flowSpec": {"id": flows.DLZ_FLOW_SPEC}, "targetConnectionIds": ["t"]}
     emu.store.put("flows", "f1", flow)
-    run = {"id": "r1", "flowId": "f1", "metrics": {"durationSummary": {}, "statusSummary": {"status": "inProgress"}}}
+    run = {"id": "r1", "flowId": "f1", "metrics": {"durationSummary": {}, "statusSummary": {"status": "processing"}}}
     emu.store.put("runs", "r1", run)
     emu.store.delete("flows", "f1")
     flow_runs.run_dataset_export(emu, "r1", [])

@@ -1,10 +1,17 @@
 """Ad-hoc runs of Data Landing Zone flows (``/data/core/activation/disflowprovider/adhocrun``).
 
-A run is a record of Flow Service (:mod:`.flows`) that starts ``inProgress`` and ends ``success``
-or ``failed`` with AEP's metrics. A dataset export writes Parquet parts of each dataset's table
-under ``<dlz>/dlz-destination/<path>/<datasetId>/exportTime=YYYYMMDDHHMM/``; an audience activation
+A run is a record of Flow Service (:mod:`.flows`) that starts ``processing`` and ends ``success``
+or ``failed`` with AEP's metrics (``statusSummary.extensions.outputFiles``: ``{"count", "files"}``, an
+object as destinations.yaml's Extensions are). A dataset export writes Parquet parts of each dataset's
+table under ``<dlz>/dlz-destination/<path>/<datasetId>/exportTime=YYYYMMDDHHMM/``; an audience activation
 writes one CSV per segment (header: the identity path, then the flow's selected profile paths)
 under ``<dlz>/dlz-destination/<path>/``, from the segment's latest succeeded segment job.
+
+As on AEP, an exported file holds at most ``rows_per_file`` (5 million) rows: a dataset export's parts
+are ``part-<n>.parquet``, a segment's CSV goes on in ``<name>_2.csv``, ``<name>_3.csv``...; and Data
+Landing Zone files are deleted once older than ``dlz_retention_days`` (7) by their modification time,
+whenever a run writes (https://experienceleague.adobe.com/en/docs/experience-platform/destinations/catalog/cloud-storage/data-landing-zone).
+The limits are :data:`.config.LIMITS`.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 from fastapi import APIRouter, Request
 from fsspec.implementations.local import LocalFileSystem
@@ -26,7 +34,8 @@ from aep_propensity.platform.core.sql import identifier
 
 from .catalog import dataset_or_404, table_of
 from .errors import bad_request, message_of
-from .flows import DLZ_CONTAINER, FLOWS, get_object, new_etag
+from .flows import DLZ_CONTAINER, FLOWS, get_object, new_etag, selectors
+from .ingestion import limit
 from .segmentation import audience_members, latest_job_for
 from .service import Emulator, EmulatorDep, JsonObject, now_ms, sandbox_of
 from .xdm_schema import BATCH_COLUMN
@@ -35,10 +44,11 @@ router = APIRouter()
 
 _INVALID = "FLOW-1400-400"
 _TEMPLATE = "%DESTINATION_NAME%_%SEGMENT_ID%_%DATETIME(YYYYMMdd_HHmmss)%"
+RUNNING = "processing"
 
 
 def _new_run(emu: Emulator, flow: dict[str, Any], request: Request) -> dict[str, Any]:
-    """Store a new ``inProgress`` run of a flow."""
+    """Store a new :data:`RUNNING` run of a flow."""
     run = {
         "id": str(uuid.uuid4()),
         "flowId": flow["id"],
@@ -52,7 +62,7 @@ def _new_run(emu: Emulator, flow: dict[str, Any], request: Request) -> dict[str,
         "etag": new_etag(),
         "metrics": {
             "durationSummary": {"startedAtUTC": now_ms()},
-            "statusSummary": {"status": "inProgress", "extensions": {}},
+            "statusSummary": {"status": RUNNING, "extensions": {}},
         },
         "activities": [],
     }
@@ -67,14 +77,14 @@ def _submit_run(emu: Emulator, run_id: str, job: Callable[[Emulator, str, Any], 
 def fail_run(emu: Emulator, run_id: str, message: str) -> None:
     """Mark a run failed with ``message``, unless it has already finished."""
     run = emu.store.get("runs", run_id)
-    if run is not None and run["metrics"]["statusSummary"]["status"] == "inProgress":
+    if run is not None and run["metrics"]["statusSummary"]["status"] == RUNNING:
         _finish_run(emu, run_id, "failed", 0, 0, 0, errors=[{"message": message}])
 
 
 def fail_unfinished_runs(emu: Emulator) -> None:
     """At startup: a run a previous run of the emulator left in progress will never finish; mark it failed."""
     for run in emu.store.all("runs"):
-        if run["metrics"]["statusSummary"]["status"] == "inProgress":
+        if run["metrics"]["statusSummary"]["status"] == RUNNING:
             fail_run(emu, run["id"], "the emulator restarted while this run was in progress; run it again")
 
 
@@ -116,19 +126,12 @@ def _dataset_runs(emu: Emulator, request: Request, info: dict[str, Any]) -> dict
     return {"destinations": answer}
 
 
-def _selectors(flow: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    """The segment or profile selectors of a flow's first transformation."""
-    transformations = flow.get("transformations") or [{}]
-    params = transformations[0].get("params") or {}
-    return list((params.get(kind) or {}).get("selectors") or [])
-
-
 def _audience_runs(emu: Emulator, request: Request, info: dict[str, Any]) -> dict[str, Any]:
     """Start one audience activation run per flow for the segments mapped to it."""
     order = []
     for flow_id, segment_ids in info.items():
         flow = get_object(emu, "flows", flow_id)
-        mapped = {s["value"]["id"]: s["value"] for s in _selectors(flow, "segmentSelectors")}
+        mapped = {s["value"]["id"]: s["value"] for s in selectors(flow, "segmentSelectors")}
         unknown = [sid for sid in segment_ids if sid not in mapped]
         if unknown:
             raise bad_request(f"segments {unknown} are not mapped to flow {flow_id}", "FLOW", _INVALID)
@@ -152,7 +155,7 @@ def _finish_run(emu: Emulator, run_id: str, status: str, rows: int, files: int, 
 
     def change(run: dict[str, Any]) -> None:
         metrics = run["metrics"]
-        if metrics["statusSummary"]["status"] != "inProgress":
+        if metrics["statusSummary"]["status"] != RUNNING:
             return
         metrics["durationSummary"]["completedAtUTC"] = now_ms()
         metrics["recordSummary"] = {
@@ -200,6 +203,7 @@ def run_dataset_export(emu: Emulator, run_id: str, dataset_ids: list[str]) -> No
     written: list[str] = []
     try:
         flow = _flow_of_run(emu, run_id)
+        expire_dlz(emu)
         for dataset_id in dataset_ids:
             table = table_of(dataset_or_404(emu, dataset_id))
             final = claim_export_folder(_target_folder(emu, flow) / dataset_id)
@@ -208,7 +212,7 @@ def run_dataset_export(emu: Emulator, run_id: str, dataset_ids: list[str]) -> No
                 columns = [name for name, _ in emu.engine.table_columns(conn, table) or [] if name != BATCH_COLUMN]
                 selected = ", ".join(str(identifier(name)) for name in columns)
                 batches = emu.engine.stream(conn, f"SELECT {selected} FROM {identifier(table)}", 131_072)
-                write_parquet_parts(batches, fs, str(staging), 1_000_000, "snappy")
+                write_parquet_parts(batches, fs, str(staging), limit(emu, "rows_per_file"), "snappy")
             for part in sorted(staging.glob("part-*.parquet")):
                 target = final / part.name
                 part.replace(target)
@@ -219,7 +223,7 @@ def run_dataset_export(emu: Emulator, run_id: str, dataset_ids: list[str]) -> No
     except Exception as exc:  # the run fails, as on AEP
         _finish_run(emu, run_id, "failed", rows, len(written), size, errors=[{"message": message_of(exc)}])
         return
-    _finish_run(emu, run_id, "success", rows, len(written), size, outputFiles=written)
+    _finish_run(emu, run_id, "success", rows, len(written), size, outputFiles=output_files(written))
 
 
 def _count(emu: Emulator, table: str) -> int:
@@ -242,20 +246,63 @@ def run_audience_export(emu: Emulator, run_id: str, jobs: dict[str, str]) -> Non
     written: list[str] = []
     try:
         flow = _flow_of_run(emu, run_id)
-        paths = [s["value"]["path"] for s in _selectors(flow, "profileSelectors")]
+        paths = [s["value"]["path"] for s in selectors(flow, "profileSelectors")]
         members = audience_members(emu, jobs, paths)
         folder = _target_folder(emu, flow)
+        expire_dlz(emu)
         folder.mkdir(parents=True, exist_ok=True)
-        mapped = {s["value"]["id"]: s["value"] for s in _selectors(flow, "segmentSelectors")}
+        mapped = {s["value"]["id"]: s["value"] for s in selectors(flow, "segmentSelectors")}
         for segment_id, table in members:
-            target = folder / file_name(
-                mapped[segment_id].get("filenameTemplate") or _TEMPLATE, flow["name"], segment_id
-            )
-            pacsv.write_csv(table, str(target))
+            name = file_name(mapped[segment_id].get("filenameTemplate") or _TEMPLATE, flow["name"], segment_id)
+            for target in write_csv_parts(table, folder, name, limit(emu, "rows_per_file")):
+                size += target.stat().st_size
+                written.append(str(target))
             rows += table.num_rows
-            size += target.stat().st_size
-            written.append(str(target))
     except Exception as exc:  # the run fails, as on AEP
         _finish_run(emu, run_id, "failed", rows, len(written), size, errors=[{"message": message_of(exc)}])
         return
-    _finish_run(emu, run_id, "success", rows, len(written), size, outputFiles=written)
+    _finish_run(emu, run_id, "success", rows, len(written), size, outputFiles=output_files(written))
+
+
+def part_name(name: str, index: int) -> str:
+    """The name of an exported file's ``index``-th part (from 0): ``name`` itself, then ``<stem>_2<suffix>``..."""
+    if index == 0:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}_{index + 1}{dot}{suffix}" if dot else f"{name}_{index + 1}"
+
+
+def write_csv_parts(table: pa.Table, folder: Path, name: str, rows_per_file: int) -> list[Path]:
+    """Write ``table`` as CSV files of at most ``rows_per_file`` rows each (:func:`part_name`; one file, with
+    its header only, for no rows); their paths."""
+    written = []
+    for index, start in enumerate(range(0, max(table.num_rows, 1), rows_per_file)):
+        target = folder / part_name(name, index)
+        pacsv.write_csv(table.slice(start, rows_per_file), str(target))
+        written.append(target)
+    return written
+
+
+def output_files(paths: list[str]) -> dict[str, Any]:
+    """A run's ``outputFiles`` extension: an object (destinations.yaml's Extensions), the count and the paths."""
+    return {"count": len(paths), "files": paths}
+
+
+def expire_dlz(emu: Emulator) -> None:
+    """Delete the Data Landing Zone's files, then its folders left empty, last modified (before this pass)
+    more than ``dlz_retention_days`` ago."""
+    cutoff = time.time() - limit(emu, "dlz_retention_days") * 86_400
+    stale = [path for path in emu.config.dlz_root.rglob("*") if _modified(path) < cutoff]
+    for path in sorted(stale, key=lambda item: len(item.parts), reverse=True):
+        try:
+            path.rmdir() if path.is_dir() else path.unlink()
+        except OSError:  # a folder still holding newer files, or a path a concurrent run removed first
+            continue
+
+
+def _modified(path: Path) -> float:
+    """A path's modification time; infinity when it is already gone."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")

@@ -5,6 +5,12 @@ current etag in ``If-Match``; DELETE removes a connection or flow (a deleted flo
 and a run started before the deletion fails). Only Data Landing Zone flows (flow spec
 ``cd2fc47e-...``) can be created; they run through ad-hoc runs (:mod:`.flow_runs`), which are
 polled through ``GET /runs?property=flowId==<id>``.
+
+A flow (created or patched) is refused with a 400 when it crosses Adobe's guardrails for destinations
+(https://experienceleague.adobe.com/en/docs/experience-platform/destinations/guardrails): more than
+``max_audiences`` (250) segment selectors, more than ``max_attributes`` (50) profile selectors, or a
+profile selector that is not a scalar profile attribute (a field of the union profile, or under
+``identityMap``): event fields, arrays and maps cannot be exported. The limits are :data:`.config.LIMITS`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 from fastapi import APIRouter, Header, Response
 
 from .errors import bad_request, not_found, service_error
+from .ingestion import limit
+from .profiles import union_profile
 from .service import Emulator, EmulatorDep, JsonBody, JsonObject, apply_json_patch, matches_property, now_ms
 
 router = APIRouter()
@@ -72,7 +80,59 @@ def create_flow(body: dict[str, Any], emu: Emulator) -> dict[str, Any]:
         raise bad_request("a flow needs exactly one target connection", "FLOW", _INVALID)
     get_object(emu, "targetconns", targets[0])
     body.setdefault("transformations", [])
+    check_guardrails(emu, body)
     return _new(emu, "flows", body)
+
+
+def selectors(flow: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The ``segmentSelectors`` or ``profileSelectors`` selectors of a flow's first transformation."""
+    transformations = flow.get("transformations") or [{}]
+    params = (transformations[0] if isinstance(transformations[0], dict) else {}).get("params") or {}
+    return list((params.get(kind) or {}).get("selectors") or [])
+
+
+def selector_path(selector: Any) -> str:
+    """A profile selector's XDM path (``value.path``), or an empty string."""
+    value = selector.get("value") if isinstance(selector, dict) else None
+    return str((value or {}).get("path") or "") if isinstance(value, dict) else ""
+
+
+def profile_paths(emu: Emulator) -> set[str]:
+    """The scalar attributes of the union profile (none without a profile-enabled dataset)."""
+    try:
+        return set(union_profile(emu).paths)
+    except ValueError:
+        return set()
+
+
+def check_guardrails(emu: Emulator, flow: dict[str, Any]) -> None:
+    """Refuse (400) a flow past ``max_audiences`` audiences or ``max_attributes`` attributes, or mapping an
+    attribute that is not a scalar profile attribute (see the module)."""
+    audiences, attributes = selectors(flow, "segmentSelectors"), selectors(flow, "profileSelectors")
+    if len(audiences) > limit(emu, "max_audiences"):
+        raise bad_request(
+            f"{len(audiences)} audiences mapped: a destination dataflow takes at most "
+            f"{limit(emu, 'max_audiences')} audiences",
+            "FLOW",
+            _INVALID,
+        )
+    if len(attributes) > limit(emu, "max_attributes"):
+        raise bad_request(
+            f"{len(attributes)} attributes mapped: a destination dataflow takes at most "
+            f"{limit(emu, 'max_attributes')} attributes",
+            "FLOW",
+            _INVALID,
+        )
+    paths = [selector_path(selector) for selector in attributes]
+    known = profile_paths(emu) if paths else set()
+    refused = [path for path in paths if path not in known and not path.startswith("identityMap.")]
+    if refused:
+        raise bad_request(
+            f"attributes {refused} are not scalar profile attributes: only those can be exported "
+            "(no event fields, arrays or maps except identityMap)",
+            "FLOW",
+            _INVALID,
+        )
 
 
 @router.get(FLOWS + "/runs")
@@ -108,15 +168,18 @@ def get_item(collection: str, ident: str, emu: EmulatorDep) -> dict[str, Any]:
     return {"items": [get_object(emu, _kind(collection), ident)]}
 
 
-@router.patch(FLOWS + "/flows/{flow_id}", status_code=202)
+@router.patch(FLOWS + "/flows/{flow_id}")
 def patch_flow(flow_id: str, body: JsonBody, emu: EmulatorDep, if_match: str | None = Header(None)) -> dict[str, Any]:
-    """JSON-Patch a flow (e.g. add segment and profile selectors); ``If-Match`` must carry its etag."""
+    """JSON-Patch a flow (e.g. add segment and profile selectors); ``If-Match`` must carry its etag. The
+    patched flow must keep within the guardrails (:func:`check_guardrails`); 200, as the Flow Service's specs
+    answer."""
     flow = get_object(emu, "flows", flow_id)
     if not if_match:
         raise bad_request("If-Match header with the flow's etag is required", "FLOW", _INVALID)
     if if_match.strip('"') != flow["etag"].strip('"'):
         raise service_error(412, "FLOW-1412-412", "If-Match does not match the flow's current etag", "FLOW")
     patched = apply_json_patch(flow, body, "FLOW", _INVALID)
+    check_guardrails(emu, patched)
     patched.update(id=flow_id, etag=new_etag(), updatedAt=now_ms())
     emu.store.put("flows", flow_id, patched)
     return {"id": flow_id, "etag": patched["etag"]}

@@ -22,6 +22,10 @@ from .contract import DLZ_CONNECTION_SPEC, DLZ_CREDENTIALS, DLZ_FLOW_SPEC, FLOWS
 
 logger = logging.getLogger(__name__)
 
+#: A run's pending statuses: the contract's, and destinations.yaml's ``Waiting`` (its enum: Success,
+#: Processing, Waiting, Failed; matched without case).
+PENDING = RUN_PENDING | {"waiting"}
+
 
 class FlowObjects:
     """The Flow Service objects (connections, flows) one export or activation creates. Leaving the ``with``
@@ -118,7 +122,7 @@ def run_status(run: dict[str, Any] | None) -> str | None:
 def run_finished(run: dict[str, Any] | None) -> bool:
     """Whether a flow run is over: it has a status and that status is not a pending one."""
     status = run_status(run)
-    return bool(status) and str(status).lower() not in RUN_PENDING
+    return bool(status) and str(status).lower() not in PENDING
 
 
 def run_errors(run: dict[str, Any]) -> str:
