@@ -35,7 +35,22 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from tests.emulator_process import RunningEmulator
 
 from .conftest import AEPClient
-from .helpers import FLOWS, IMPORT, PROFILE, UPS, XED, dataset, field_group, ingest, parquet_bytes, run_query, schema
+from .helpers import (
+    CATALOG,
+    FLOWS,
+    IMPORT,
+    PROFILE,
+    QUERY,
+    SR,
+    UPS,
+    XED,
+    dataset,
+    field_group,
+    ingest,
+    parquet_bytes,
+    run_query,
+    schema,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -173,29 +188,11 @@ def known_failure(operation: str, body: Any) -> str | None:
     owner and so left out of the generated cases), or None."""
     if not isinstance(body, dict):
         return None
-    expression = body.get("expression")
     failures = {
-        # field_group_leaves: definitions or properties that are not objects
-        "xdm_schema.py": operation in ("POST /tenant/fieldgroups", "POST /tenant/mixins")
-        and not field_group_shaped(body),
         # create_connection, create_flow: a connectionSpec or flowSpec that is not an object
         "flows.py": operation.startswith("POST /")
         and operation.endswith(("/connections", "Connections", "/flows"))
         and not (object_or_none(body.get("connectionSpec")) and object_or_none(body.get("flowSpec"))),
-        # create_descriptor -> find -> _key: an xdm:sourceSchema that is not text; create_schema ->
-        # schema_refs: an allOf that is not a list
-        "registry.py": (
-            operation == "POST /tenant/descriptors" and not isinstance(body.get("xdm:sourceSchema", ""), str)
-        )
-        or (operation == "POST /tenant/schemas" and not isinstance(body.get("allOf", []), list)),
-        # create_segment: an expression that is not an object, or its value not text
-        "segmentation.py": operation == "POST /segment/definitions"
-        and not (object_or_none(expression) and isinstance((expression or {}).get("value", ""), str)),
-        # create_dataset: a schemaRef that is not an object
-        "catalog.py": operation == "POST /dataSets" and not object_or_none(body.get("schemaRef")),
-        # create_query: insertIntoParameters or ctasParameters that are not objects
-        "queries.py": operation == "POST /queries"
-        and not (object_or_none(body.get("insertIntoParameters")) and object_or_none(body.get("ctasParameters"))),
     }
     return next((owner for owner, fails in failures.items() if fails), None)
 
@@ -203,23 +200,6 @@ def known_failure(operation: str, body: Any) -> str | None:
 def object_or_none(value: Any) -> bool:
     """Whether ``value`` is a JSON object or nothing (null, false, empty)."""
     return not value or isinstance(value, dict)
-
-
-def properties_shaped(properties: Any) -> bool:
-    """Whether a ``properties`` value is nothing or an object whose nested ``properties`` are too."""
-    if not object_or_none(properties):
-        return False
-    specs = (properties or {}).values()
-    return all(not isinstance(spec, dict) or properties_shaped(spec.get("properties")) for spec in specs)
-
-
-def field_group_shaped(body: dict[str, Any]) -> bool:
-    """Whether a field group's ``definitions`` and ``properties`` have the shapes the emulator reads."""
-    definitions = body.get("definitions")
-    if not object_or_none(definitions):
-        return False
-    nested = [item.get("properties") for item in (definitions or {}).values() if isinstance(item, dict)]
-    return all(properties_shaped(properties) for properties in [*nested, body.get("properties")])
 
 
 DLZ_SPEC = {"id": "10440537-2a7b-4583-ac39-ed38d4b848e8", "version": "1.0"}
@@ -427,12 +407,55 @@ def test_invalid_requests_answer_aep(api: AEPClient, spec: str, operation: str) 
         ("PUT", "/data/foundation/query/connection_parameters", None, 405, "EMU-1405-405"),
         ("POST", UPS + "/export/jobs", '{"filter": 1, "destination": {"datasetId": "d"}}', 400, "UPS-1400-400"),
         ("POST", UPS + "/segment/jobs", '[{"segmentId": 7}]', 404, "UPS-1404-404"),
+        ("POST", SR + "/tenant/fieldgroups", '{"title": "t", "definitions": []}', 400, "XDM-1000-400"),
+        (
+            "POST",
+            SR + "/tenant/mixins",
+            '{"title": "t", "properties": {"_acme": {"properties": 1}}}',
+            400,
+            "XDM-1000-400",
+        ),
+        (
+            "POST",
+            SR + "/tenant/descriptors",
+            '{"@type": "xdm:descriptorIdentity", "xdm:sourceSchema": 1}',
+            400,
+            "XDM-1000-400",
+        ),
+        ("POST", SR + "/tenant/schemas", '{"title": "t", "allOf": 1}', 400, "XDM-1000-400"),
+        ("POST", UPS + "/segment/definitions", '{"name": "n", "schema": {}, "expression": []}', 400, "UPS-1400-400"),
+        (
+            "POST",
+            UPS + "/segment/definitions",
+            '{"name": "n", "schema": {}, "expression": {"value": 1}}',
+            400,
+            "UPS-1400-400",
+        ),
+        ("POST", CATALOG + "/dataSets", '{"name": "n", "schemaRef": "s"}', 400, "CAT-1400-400"),
+        (
+            "POST",
+            QUERY + "/queries",
+            '{"dbName": "prod:all", "sql": "SELECT 1", "ctasParameters": 1}',
+            400,
+            "QS-1400-400",
+        ),
+        (
+            "POST",
+            QUERY + "/queries",
+            '{"dbName": "prod:all", "sql": "SELECT 1", "insertIntoParameters": []}',
+            400,
+            "QS-1400-400",
+        ),
+        ("POST", QUERY + "/queries", '{"dbName": 1, "sql": 2}', 400, "QS-1400-400"),
     ],
 )
 def test_found_cases(api: AEPClient, method: str, path: str, body: str | None, status: int, code: str) -> None:
     """The cases the generated requests found, fixed: text PostgreSQL cannot store (NUL, a lone surrogate)
     is a 400, not a 500; a NUL or non-text id is not found; the framework's 404 and 405 are AEP's problem
-    documents; an export job's filter that is not an object is a 400."""
+    documents; a field of the wrong JSON type is a 400 naming it: an export job's filter, a field group's
+    definitions or nested properties, a descriptor's xdm:sourceSchema, a schema's allOf, a segment
+    definition's expression or expression.value, a dataset's schemaRef, a query's dbName, sql,
+    ctasParameters or insertIntoParameters."""
     headers = {"Content-Type": "application/json"} if body is not None else {}
     response = api.call(method, path, headers=headers, data=body)
     assert response.status_code == status, response.text

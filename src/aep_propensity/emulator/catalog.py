@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query
 from aep_propensity.platform.core.port import ARROW_TYPES, Column, DatasetSpec, PlatformError
 from aep_propensity.platform.core.sql import identifier
 
-from .errors import bad_request
+from .errors import bad_request, of_kind
 from .registry import find, schema_leaves
 from .service import Emulator, EmulatorDep, JsonBody, JsonObject, apply_json_patch, now_ms
 from .xdm_schema import BATCH_COLUMN, columns_of
@@ -140,7 +140,9 @@ def _project(item: dict[str, Any], properties: str | None) -> dict[str, Any]:
 def create_dataset(body: JsonObject, emu: EmulatorDep) -> list[str]:
     """Create a dataset on a tenant schema; answers ``["@/dataSets/{id}"]``. A dataset whose table cannot be
     made (a name a view holds, a column PostgreSQL refuses) is a 400 and is not kept."""
-    schema_id = (body.get("schemaRef") or {}).get("id")
+    of_kind(body.get("name"), str, "name", "CATALOG", _INVALID)
+    schema_ref = of_kind(body.get("schemaRef"), dict, "schemaRef", "CATALOG", _INVALID) or {}
+    schema_id = of_kind(schema_ref.get("id"), str, "schemaRef.id", "CATALOG", _INVALID)
     if not body.get("name") or not schema_id:
         raise bad_request("a dataset needs a name and schemaRef.id", "CATALOG", _INVALID)
     find(emu, "schemas", schema_id)

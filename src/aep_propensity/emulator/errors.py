@@ -71,6 +71,17 @@ def bad_request(detail: str, service: str, code: str) -> AEPHTTPError:
     return service_error(400, code, detail, service)
 
 
+_JSON_KINDS: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+
+
+def of_kind(value: Any, kind: type, field: str, service: str, code: str) -> Any:
+    """``value`` (a request field) if it is null or of the JSON ``kind`` (dict, list or str), else a 400
+    problem document of ``service`` naming ``field``."""
+    if value is not None and not isinstance(value, kind):
+        raise bad_request(f"{field} must be {_JSON_KINDS[kind]}", service, code)
+    return value
+
+
 def message_of(exc: BaseException) -> str:
     """A failed job's one-line message: a problem document's detail, else the exception's text."""
     if isinstance(exc, AEPHTTPError):

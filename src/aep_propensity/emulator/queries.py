@@ -47,7 +47,7 @@ from aep_propensity.platform.core.port import check_name
 from aep_propensity.platform.core.sql import identifier
 
 from .catalog import PQS_TAG, RESERVED_PREFIXES, new_dataset, table_of
-from .errors import bad_request, service_error
+from .errors import bad_request, of_kind, service_error
 from .service import Emulator, EmulatorDep, JsonObject, QueryRole, iso_now, revoke_platform_tables
 
 router = APIRouter(prefix="/data/foundation/query")
@@ -124,6 +124,7 @@ def create_query(request: Request, body: JsonObject, emu: EmulatorDep) -> dict:
     """Accept a query (``SUBMITTED``) and run it in the background."""
     if body.get("templateId"):
         raise bad_request("query templates are not supported by the emulator; send sql", "QS", _INVALID)
+    _check_kinds(body)
     if not body.get("sql") or not body.get("dbName"):
         raise bad_request("a query needs dbName and sql", "QS", _INVALID)
     query_role(emu)
@@ -160,6 +161,13 @@ def create_query(request: Request, body: JsonObject, emu: EmulatorDep) -> dict:
     emu.store.put("queries", query_id, query)
     submit_query(emu, query_id)
     return query
+
+
+def _check_kinds(body: dict[str, Any]) -> None:
+    """A 400 naming the first field of a query request of the wrong JSON type: ``dbName`` and ``sql``
+    are strings, ``ctasParameters`` and ``insertIntoParameters`` objects."""
+    for field, kind in (("dbName", str), ("sql", str), ("ctasParameters", dict), ("insertIntoParameters", dict)):
+        of_kind(body.get(field), kind, field, "QS", _INVALID)
 
 
 def reserved_target(sql: str) -> str | None:

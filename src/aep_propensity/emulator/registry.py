@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from .errors import bad_request, not_found, service_error
+from .errors import bad_request, not_found, of_kind, service_error
 from .service import Emulator, EmulatorDep, JsonBody, JsonObject, apply_json_patch, matches_property, now_ms
 from .xdm_schema import (
     CLASSES,
@@ -199,7 +199,10 @@ def delete_field_group(ident: str, emu: EmulatorDep) -> Response:
 
 def _check_schema(emu: Emulator, schema: dict[str, Any]) -> None:
     """A schema extends exactly one known class and known field groups whose leaves flatten cleanly."""
+    of_kind(schema.get("allOf"), list, "allOf", "XDM", _INVALID)
     refs = schema_refs(schema)
+    if not all(isinstance(ref, str) for ref in refs):
+        raise bad_request("every $ref of allOf must be a string", "XDM", _INVALID)
     classes = [ref for ref in refs if ref in CLASSES]
     if len(classes) != 1:
         raise bad_request(f"a schema must reference exactly one class of {sorted(CLASSES)}", "XDM", _INVALID)
@@ -257,7 +260,7 @@ def delete_schema(ident: str, emu: EmulatorDep) -> Response:
 @router.post("/tenant/descriptors", status_code=201)
 def create_descriptor(body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
     """Create a descriptor; an identity descriptor must point at a leaf of an existing schema."""
-    source = body.get("xdm:sourceSchema")
+    source = of_kind(body.get("xdm:sourceSchema"), str, "xdm:sourceSchema", "XDM", _INVALID)
     if not source or "@type" not in body:
         raise bad_request("a descriptor needs @type and xdm:sourceSchema", "XDM", _INVALID)
     leaves = schema_leaves(emu, source)

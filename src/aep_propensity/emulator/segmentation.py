@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request, Response
 from aep_propensity.platform.core.pql import PqlError, parse_pql
 from aep_propensity.platform.core.sql import identifier
 
-from .errors import bad_request, message_of
+from .errors import bad_request, message_of, of_kind
 from .profiles import IDENTITY, UnionProfile, compile_segment, union_profile
 from .service import Emulator, EmulatorDep, JsonBody, JsonObject, apply_json_patch, now_ms, offset_page, sandbox_of
 from .xdm_schema import column_name
@@ -64,7 +64,8 @@ def _check_pql(rule: str) -> None:
 @router.post("/segment/definitions")
 def create_segment(request: Request, body: JsonObject, emu: EmulatorDep) -> dict[str, Any]:
     """Create a segment definition with a PQL expression (syntax checked here, fields at evaluation)."""
-    expression = body.get("expression") or {}
+    expression = of_kind(body.get("expression"), dict, "expression", "UPS", INVALID) or {}
+    of_kind(expression.get("value"), str, "expression.value", "UPS", INVALID)
     if not body.get("name") or not body.get("schema") or not expression.get("value"):
         raise bad_request("a segment definition needs name, schema and expression.value", "UPS", INVALID)
     if expression.get("type", "PQL") != "PQL":

@@ -97,6 +97,15 @@ def field_type(spec: Mapping[str, Any]) -> str | None:
     return str(kind) if kind in LOGICAL_TYPES else None
 
 
+def object_or_empty(value: Any, what: str) -> Mapping[str, Any]:
+    """``value`` if it is an object, ``{}`` if it is null; anything else is an :class:`XdmError` naming ``what``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise XdmError(f"{what} must be an object")
+    return value
+
+
 def properties_leaves(properties: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """The leaves (path -> XDM type) under a JSON-schema ``properties`` object."""
     leaves: dict[str, str] = {}
@@ -105,7 +114,8 @@ def properties_leaves(properties: Mapping[str, Any], prefix: str = "") -> dict[s
         if not isinstance(spec, Mapping):
             raise XdmError(f"field '{path}' is not an object definition")
         if "properties" in spec:
-            leaves.update(properties_leaves(spec["properties"], path + "."))
+            nested = object_or_empty(spec["properties"], f"the properties of field '{path}'")
+            leaves.update(properties_leaves(nested, path + "."))
             continue
         kind = field_type(spec)
         if kind is None:
@@ -117,10 +127,11 @@ def properties_leaves(properties: Mapping[str, Any], prefix: str = "") -> dict[s
 def field_group_leaves(body: Mapping[str, Any]) -> dict[str, str]:
     """The leaves a (tenant) field group defines, from its ``definitions`` and ``properties``."""
     leaves: dict[str, str] = {}
-    for definition in (body.get("definitions") or {}).values():
+    for name, definition in object_or_empty(body.get("definitions"), "definitions").items():
         if isinstance(definition, Mapping):
-            leaves.update(properties_leaves(definition.get("properties") or {}))
-    leaves.update(properties_leaves(body.get("properties") or {}))
+            what = f"the properties of definition '{name}'"
+            leaves.update(properties_leaves(object_or_empty(definition.get("properties"), what)))
+    leaves.update(properties_leaves(object_or_empty(body.get("properties"), "properties")))
     return leaves
 
 
