@@ -295,7 +295,10 @@ def expire_dlz(emu: Emulator) -> None:
     stale = [path for path in emu.config.dlz_root.rglob("*") if _modified(path) < cutoff]
     for path in sorted(stale, key=lambda item: len(item.parts), reverse=True):
         try:
-            path.rmdir() if path.is_dir() else path.unlink()
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
         except OSError:  # a folder still holding newer files, or a path a concurrent run removed first
             continue
 
