@@ -210,3 +210,20 @@ def test_dlz_files_older_than_the_retention_are_deleted(client: AEPClient, seede
     client.ok("POST", ADHOC, json={"activationInfo": {created["id"]: [seeded["segment"]]}}, headers=accept)
     assert finished_run(client, created["id"])["metrics"]["statusSummary"]["status"] == "success"
     assert not old.exists() and not old.parent.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize(
+    "transformations",
+    [
+        [],
+        "x",
+        [1],
+        [{"params": []}],
+        [{"params": {"profileSelectors": []}}],
+        [{"params": {"profileSelectors": {"selectors": 3}}}],
+    ],
+)
+def test_a_flow_of_another_shape_is_no_server_error(client: AEPClient, transformations: Any) -> None:
+    """Transformations of unexpected shapes carry no selectors: the guardrails pass them, never a 500."""
+    body = {**profile_flow(client, "a", [], []), "transformations": transformations}
+    assert client.call("POST", FLOWS + "/flows", json=body).status_code in (201, 400)

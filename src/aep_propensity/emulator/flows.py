@@ -84,11 +84,15 @@ def create_flow(body: dict[str, Any], emu: Emulator) -> dict[str, Any]:
     return _new(emu, "flows", body)
 
 
-def selectors(flow: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    """The ``segmentSelectors`` or ``profileSelectors`` selectors of a flow's first transformation."""
-    transformations = flow.get("transformations") or [{}]
-    params = (transformations[0] if isinstance(transformations[0], dict) else {}).get("params") or {}
-    return list((params.get(kind) or {}).get("selectors") or [])
+def selectors(flow: dict[str, Any], kind: str) -> list[Any]:
+    """The ``segmentSelectors`` or ``profileSelectors`` selectors of a flow's first transformation (none
+    where the flow's body has another shape)."""
+    transformations = flow.get("transformations")
+    first = transformations[0] if isinstance(transformations, list) and transformations else None
+    params = first.get("params") if isinstance(first, dict) else None
+    group = params.get(kind) if isinstance(params, dict) else None
+    found = group.get("selectors") if isinstance(group, dict) else None
+    return found if isinstance(found, list) else []
 
 
 def selector_path(selector: Any) -> str:
