@@ -131,7 +131,7 @@ def test_exports_and_activations_delete_their_flows_and_connections(aep: AEPPlat
     assert flow_objects(aep) == dict.fromkeys(FLOW_COLLECTIONS, 0)
 
 
-def test_a_failed_activation_run_raises_its_errors_and_leaves_no_flow(aep: AEPPlatform, tmp_path) -> None:
+def test_a_refused_activation_raises_its_errors_and_leaves_no_flow(aep: AEPPlatform, tmp_path) -> None:
     scored_profiles(aep)
     source = profile_source(**{"_acme.nowhere": {"column": "nowhere", "type": "string"}})
     record = aep.upsert_audience(AudienceDefinition("likely", RULE, "high scores"), source)
