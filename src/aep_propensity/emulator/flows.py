@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, Header, Response
 
-from .errors import bad_request, not_found, service_error
+from .errors import bad_request, not_found, of_kind, service_error
 from .ingestion import limit
 from .profiles import union_profile
 from .service import Emulator, EmulatorDep, JsonBody, JsonObject, apply_json_patch, matches_property, now_ms
@@ -62,14 +62,14 @@ def create_connection(collection: str, body: JsonObject, emu: EmulatorDep) -> di
     if collection == "flows":
         return create_flow(body, emu)
     kind = _kind(collection)
-    if not (body.get("connectionSpec") or {}).get("id"):
+    if not (of_kind(body.get("connectionSpec"), dict, "connectionSpec", "FLOW", _INVALID) or {}).get("id"):
         raise bad_request("connectionSpec.id is required", "FLOW", _INVALID)
     return _new(emu, kind, body)
 
 
 def create_flow(body: dict[str, Any], emu: Emulator) -> dict[str, Any]:
     """Create a flow between existing source and target connections; only DLZ flows are supported."""
-    if (body.get("flowSpec") or {}).get("id") != DLZ_FLOW_SPEC:
+    if (of_kind(body.get("flowSpec"), dict, "flowSpec", "FLOW", _INVALID) or {}).get("id") != DLZ_FLOW_SPEC:
         raise bad_request(
             f"the emulator runs Data Landing Zone flows only (flow spec {DLZ_FLOW_SPEC})", "FLOW", _INVALID
         )
