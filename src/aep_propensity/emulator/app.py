@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import catalog, flow_runs, flows, identity, ingestion, profile_exports, queries, registry, segmentation
+from . import catalog, flow_runs, flows, identity, ingestion, profile_exports, queries, registry, segmentation, wire
 from .config import EmulatorConfig
 from .errors import AEPHTTPError, gateway_error, service_error
 from .recording import Recorder
@@ -190,13 +190,19 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         emu = Emulator(config)
         app.state.emulator = emu
+        relay = wire.Relay(queries.server_address(config.dsn), lambda: ingestion.limit(emu, "interactive_rows"))
+        await relay.start(config.host, config.wire_port)
+        emu.wire_port = relay.port
         ingestion.resume_batches(emu)
         queries.resume_queries(emu)
         segmentation.fail_unfinished_jobs(emu)
         profile_exports.fail_unfinished_jobs(emu)
         flow_runs.fail_unfinished_runs(emu)
-        logger.info("AEP emulator on %s (schema %s)", config.base_url, config.schema)
+        logger.info(
+            "AEP emulator on %s (schema %s, Query Service wire port %d)", config.base_url, config.schema, relay.port
+        )
         yield
+        await relay.close()
         emu.close()
 
     app = FastAPI(title="AEP emulator", lifespan=lifespan, docs_url=None, openapi_url=None)

@@ -32,6 +32,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorConfig, str]:
     parser = argparse.ArgumentParser(prog="aep-emulator", description="A local AEP emulator backed by PostgreSQL.")
     parser.add_argument("--host", default=defaults.host)
     parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument(
+        "--wire-port",
+        type=int,
+        default=int(env_default("AEP_EMULATOR_WIRE_PORT", str(defaults.wire_port))),
+        help="Query Service's PostgreSQL wire port (default 0: a free port, named by the connection parameters)",
+    )
     parser.add_argument("--dsn", default=env_default("AEP_EMULATOR_PG_DSN", defaults.dsn), help="PostgreSQL DSN")
     parser.add_argument("--schema", default=env_default("AEP_EMULATOR_SCHEMA", defaults.schema))
     parser.add_argument("--data-dir", default=env_default("AEP_EMULATOR_DATA_DIR", str(defaults.data_dir)))
@@ -52,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorConfig, str]:
     parser.add_argument(
         "--limits",
         default=os.environ.get("AEP_EMULATOR_LIMITS"),
-        help="Batch Ingestion limits to lower (put_file_bytes, part_bytes, files_per_batch, batch_bytes): JSON",
+        help="AEP limits to lower (config.LIMITS: files_per_batch, rows_per_file, interactive_rows, ...): JSON",
     )
     parser.add_argument(
         "--record",
@@ -69,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorConfig, str]:
     config = EmulatorConfig(
         host=args.host,
         port=args.port,
+        wire_port=args.wire_port,
         dsn=args.dsn,
         schema=args.schema,
         data_dir=Path(args.data_dir),

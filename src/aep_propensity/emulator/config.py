@@ -31,6 +31,8 @@ FAULT_KEYS = frozenset(
 #: dataflow (https://experienceleague.adobe.com/en/docs/experience-platform/destinations/guardrails),
 #: ``rows_per_file`` (5 million) per exported file, and ``dlz_retention_days`` (7) of Data Landing Zone files
 #: (https://experienceleague.adobe.com/en/docs/experience-platform/destinations/catalog/cloud-storage/data-landing-zone).
+#: Query Service (:mod:`.wire`): ``interactive_rows`` (50,000) returned of one query to a PostgreSQL client
+#: (https://experienceleague.adobe.com/en/docs/experience-platform/query/guardrails).
 LIMITS: dict[str, int] = {
     "put_file_bytes": 256 * 1024 * 1024,
     "part_bytes": 512_000_000,
@@ -40,6 +42,7 @@ LIMITS: dict[str, int] = {
     "max_attributes": 50,
     "rows_per_file": 5_000_000,
     "dlz_retention_days": 7,
+    "interactive_rows": 50_000,
 }
 
 
@@ -49,6 +52,8 @@ class EmulatorConfig:
 
     host: str = "127.0.0.1"
     port: int = 8642
+    #: The port of Query Service's PostgreSQL wire (:mod:`.wire`) on ``host``; 0: a free port picked at start.
+    wire_port: int = 0
     dsn: str = DEFAULT_DSN
     schema: str = "aep_emulator"
     data_dir: Path = Path("data/emulator")

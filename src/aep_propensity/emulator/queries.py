@@ -2,7 +2,8 @@
 
 The emulator's PostgreSQL is its Query Service, reached two ways, both as the emulator's Query
 Service role (``<schema>_query``, :class:`~.service.QueryRole`): clients connect to PostgreSQL with
-the connection parameters (AEP's keys only: host, port, dbName, username, token), and the queries
+the connection parameters (AEP's keys only: host, port, dbName, username, token), through the
+emulator's wire relay, which caps the rows of a query as AEP does (:mod:`.wire`), and the queries
 API runs SQL in a background thread. The role's default search path is the data schema, so a
 client that sets none sees the dataset tables, as on AEP; it reads and writes the tables there, and
 nothing else: not the emulator's own state (``<schema>_state``), not the local platform's tables
@@ -88,18 +89,24 @@ def role_connection(emu: Emulator, role: QueryRole) -> Iterator[psycopg2.extensi
         yield conn
 
 
+def server_address(dsn: str) -> tuple[str, int]:
+    """The host and port of the PostgreSQL server a DSN names (127.0.0.1:5432 by default)."""
+    parsed = psycopg2.extensions.parse_dsn(dsn)
+    return parsed.get("host", "127.0.0.1"), int(parsed.get("port", 5432))
+
+
 @router.get("/connection_parameters")
 def connection_parameters(request: Request, emu: EmulatorDep) -> dict[str, Any]:
-    """Where the Query Service listens: the emulator's PostgreSQL, as its Query Service role (AEP's keys
-    only: the role's default search path is the data schema)."""
+    """Where the Query Service listens: the emulator's wire relay to its PostgreSQL (:mod:`.wire`, which
+    caps a query's rows as AEP does), as its Query Service role (AEP's keys only: the role's default
+    search path is the data schema)."""
     role = query_role(emu)
-    dsn = psycopg2.extensions.parse_dsn(emu.config.dsn)
     token = bearer_token(request)
     return {
         "username": role.name,
-        "dbName": dsn.get("dbname", "postgres"),
-        "host": dsn.get("host", "127.0.0.1"),
-        "port": int(dsn.get("port", 5432)),
+        "dbName": psycopg2.extensions.parse_dsn(emu.config.dsn).get("dbname", "postgres"),
+        "host": emu.config.host,
+        "port": emu.wire_port,
         "version": 1,
         "token": token,
         "compressedToken": token,

@@ -62,6 +62,8 @@ class Emulator:
         self.query_lock = threading.Lock()
         #: The role Query Service SQL runs as; None when the DSN's user cannot create it (no SQL then runs).
         self.query_role = setup_query_role(config.dsn, config.schema, self.engine)
+        #: The port of Query Service's PostgreSQL wire (:mod:`.wire`), set once its relay listens.
+        self.wire_port = 0
         config.dlz_root.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
