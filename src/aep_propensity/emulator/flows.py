@@ -113,20 +113,12 @@ def check_guardrails(emu: Emulator, flow: dict[str, Any]) -> None:
     """Refuse (400) a flow past ``max_audiences`` audiences or ``max_attributes`` attributes, or mapping an
     attribute that is not a scalar profile attribute (see the module)."""
     audiences, attributes = selectors(flow, "segmentSelectors"), selectors(flow, "profileSelectors")
-    if len(audiences) > limit(emu, "max_audiences"):
-        raise bad_request(
-            f"{len(audiences)} audiences mapped: a destination dataflow takes at most "
-            f"{limit(emu, 'max_audiences')} audiences",
-            "FLOW",
-            _INVALID,
-        )
-    if len(attributes) > limit(emu, "max_attributes"):
-        raise bad_request(
-            f"{len(attributes)} attributes mapped: a destination dataflow takes at most "
-            f"{limit(emu, 'max_attributes')} attributes",
-            "FLOW",
-            _INVALID,
-        )
+    for mapped, what in ((audiences, "audiences"), (attributes, "attributes")):
+        most = limit(emu, f"max_{what}")
+        if len(mapped) > most:
+            raise bad_request(
+                f"{len(mapped)} {what} mapped: a destination dataflow takes at most {most} {what}", "FLOW", _INVALID
+            )
     paths = [selector_path(selector) for selector in attributes]
     known = profile_paths(emu) if paths else set()
     refused = [path for path in paths if path not in known and not path.startswith("identityMap.")]
