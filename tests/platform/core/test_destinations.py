@@ -42,6 +42,16 @@ def test_ordinary_names_deliver_under_the_root(tmp_path):
     assert json.loads(manifest.read_text())["delivery_key"] == "k" * 32
 
 
+def test_deliveries_within_one_second_each_keep_their_own_file_and_manifest(tmp_path):
+    destination = FileDestination("cloud_storage", str(tmp_path))
+    for n in range(3):  # milliseconds apart: the same second's name, at least twice
+        destination.deliver("high", "a" * 32, f"job{n}", f"key{n}", reader({"ecid": [f"e{n}"]}))
+    manifests = [json.loads(m.read_text()) for m in (tmp_path / "high").glob("*.manifest.json")]
+    assert sorted(m["delivery_key"] for m in manifests) == ["key0", "key1", "key2"]
+    files = sorted(f.name for f in (tmp_path / "high").glob("*.csv"))
+    assert len(files) == 3 and sorted(m["files"][0]["name"] for m in manifests) == files
+
+
 def reader(*batches: dict, schema: pa.Schema | None = None) -> pa.RecordBatchReader:
     """A reader of record batches made from column dicts (``schema`` when there are none)."""
     made = [pa.record_batch(batch) for batch in batches]

@@ -35,7 +35,8 @@ class FileDestination:
     """A cloud-storage batch destination: one file per audience and delivery, with a manifest.
 
     Files are named as AEP's batch destinations name them,
-    ``<destination>_<audience id>_<YYYYmmdd_HHMMSS>.<csv|parquet>`` under ``<path>/<audience>/``, and a
+    ``<destination>_<audience id>_<YYYYmmdd_HHMMSS>.<csv|parquet>`` under ``<path>/<audience>/`` (``-2``,
+    ``-3``... after the time when deliveries of one second would share the name), and a
     ``.manifest.json`` beside each file (written last) lists it with its rows and bytes, and the delivery's
     key. An audience without members is a file with its columns only (a CSV's header row).
     """
@@ -55,10 +56,10 @@ class FileDestination:
         check_path_name(audience, "audience")
         check_path_name(audience_id, "audience id")
         fs, root = fsspec.core.url_to_fs(self.path.rstrip("/"), **self.fs_args)
-        stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
-        stem = f"{root}/{audience}/{self.name}_{audience_id}_{stamp}"
-        target = f"{stem}.{self.format}"
         fs.makedirs(f"{root}/{audience}", exist_ok=True)
+        stamp = f"{datetime.now(UTC):%Y%m%d_%H%M%S}"
+        stem = _free_stem(fs, f"{root}/{audience}/{self.name}_{audience_id}_{stamp}", self.format)
+        target = f"{stem}.{self.format}"
         rows = 0
         with fs.open(target, "wb") as sink:
             writer = (
@@ -83,6 +84,16 @@ class FileDestination:
         with fs.open(f"{stem}.manifest.json", "w") as handle:
             json.dump(manifest, handle, indent=2)
         return DeliveryResult(members=rows, files=1, bytes=size, location=fs.unstrip_protocol(target))
+
+
+def _free_stem(fs: fsspec.AbstractFileSystem, stem: str, suffix: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``... when a delivery of the same second already wrote
+    ``<stem>.<suffix>``: a delivery never overwrites another's file or manifest."""
+    candidate, n = stem, 1
+    while fs.exists(f"{candidate}.{suffix}"):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
 
 
 @dataclass(frozen=True)
