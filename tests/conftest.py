@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg2
@@ -117,3 +120,15 @@ def kedro_session(tmp_path: Path):
         return KedroSession.create(project_path=PROJECT, env="test", conf_source=str(conf), **kwargs)
 
     return create
+
+
+@contextmanager
+def loopback_receiver(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server of ``handler`` on a free loopback port, in a thread; yields its ``/audiences`` URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/audiences"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pandas as pd
@@ -26,7 +25,7 @@ from aep_propensity.platform import (
 )
 from aep_propensity.platform.core.destinations import FileDestination, HttpDestination
 from aep_propensity.platform.core.pql import PqlError
-from tests.conftest import platform_config
+from tests.conftest import loopback_receiver, platform_config
 from tests.pipelines.scoring.test_pipeline import SCORES
 
 PROFILES = DatasetSpec(
@@ -210,12 +209,8 @@ class Receiver(BaseHTTPRequestHandler):
 def receiver():
     """The flaky endpoint on a free loopback port."""
     Receiver.accepted, Receiver.attempts, Receiver.always_fail = {}, {}, False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/audiences"
-    server.shutdown()
-    server.server_close()
+    with loopback_receiver(Receiver) as url:
+        yield url
 
 
 def test_http_destination_retries_and_delivers_each_member_once(scored, receiver):

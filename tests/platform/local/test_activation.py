@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -16,6 +15,7 @@ import requests
 from aep_propensity.platform import AudienceDefinition, Column, DatasetSpec, Field, ProfileSource
 from aep_propensity.platform.core.destinations import FileDestination, HttpDestination
 from aep_propensity.platform.local import LocalPlatform
+from tests.conftest import loopback_receiver
 
 PEOPLE = DatasetSpec("people", (Column("ecid", "string"), Column("score", "float64")), identity="ecid")
 SOURCE = ProfileSource("people", {"_acme.score": Field("score", "number")})
@@ -50,12 +50,8 @@ class Receiver(BaseHTTPRequestHandler):
 def receiver() -> Iterator[str]:
     """The endpoint on a free loopback port, answering 200 until a test says otherwise."""
     Receiver.status, Receiver.retry_after, Receiver.body, Receiver.requests = 200, None, "", []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/audiences"
-    server.shutdown()
-    server.server_close()
+    with loopback_receiver(Receiver) as url:
+        yield url
 
 
 def people(scores: list[float]) -> pd.DataFrame:
