@@ -132,3 +132,17 @@ def loopback_receiver(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory):
+    """One local Spark session for the test process, with the platform's session settings; tests that
+    change SQL settings or register views take ``spark_session.newSession()`` (same JVM, own state)."""
+    require_module("pyspark", "pip install -e '.[spark]'")
+    from aep_propensity.platform.config import SparkConfig
+    from aep_propensity.platform.spark.session import spark_session as make_session
+
+    config = SparkConfig(backend="spark", path=str(tmp_path_factory.mktemp("spark")), master="local[2]")
+    session = make_session(config)
+    yield session
+    session.stop()

@@ -140,12 +140,43 @@ class AEPConfig(_BackendConfig):
         )
 
 
-PlatformConfig = Annotated[DuckDBConfig | PostgresConfig | AEPConfig, Field(discriminator="backend")]
+class SparkConfig(_BackendConfig):
+    """The platform on Apache Spark: local mode by default, Spark Connect or Databricks Connect when configured.
+
+    ``path`` is the data root of the platform's tables (Parquet) and ``ledger`` its ledger (an SQLite
+    file; by default ``<path>/ledger.sqlite``): both survive the process, and readers read while a
+    run writes. ``session`` chooses where Spark runs: ``local`` (``master``, ``local[2]`` by
+    default), ``connect`` (a Spark Connect server at ``remote``, ``sc://host:port``; the
+    credentials' ``remote``, from ``SPARK_REMOTE``, takes precedence) or ``databricks`` (Databricks
+    Connect, configured by its own environment variables or profile). A remote session that cannot
+    be had stops the run; it never falls back to local mode.
+    """
+
+    backend: Literal["spark"]
+    path: str
+    ledger: str | None = None
+    session: Literal["local", "connect", "databricks"] = "local"
+    master: str = "local[2]"
+    remote: str | None = None
+    driver_memory: str = "2g"
+    shuffle_partitions: PositiveInt = 8
+    spark_conf: dict[str, str] = {}
+    export_rows_per_file: PositiveInt = 1_000_000
+
+    def build(self, credentials: Mapping[str, Any]) -> Platform:
+        """The spark backend; its session starts on first use, not here."""
+        from .spark import SparkPlatform
+
+        remote = credentials.get("remote") or self.remote
+        return SparkPlatform(self.model_copy(update={"remote": remote or None}))
+
+
+PlatformConfig = Annotated[DuckDBConfig | PostgresConfig | AEPConfig | SparkConfig, Field(discriminator="backend")]
 _CONFIG = TypeAdapter(PlatformConfig)
-_BACKENDS = ("duckdb", "postgres", "aep")
+_BACKENDS = ("duckdb", "postgres", "aep", "spark")
 
 
-def parse_platform_config(config: Mapping[str, Any]) -> DuckDBConfig | PostgresConfig | AEPConfig:
+def parse_platform_config(config: Mapping[str, Any]) -> DuckDBConfig | PostgresConfig | AEPConfig | SparkConfig:
     """Validate the catalog's ``platform`` block; the error names each bad or unknown key."""
     try:
         return _CONFIG.validate_python(dict(config))
