@@ -20,10 +20,10 @@ import psycopg2.extensions
 from fastapi import Body, Depends, Request
 from pydantic import AfterValidator
 
+from aep_propensity.platform.core.ledger import LEDGER_DDL, Ledger
 from aep_propensity.platform.core.port import check_name
 from aep_propensity.platform.core.sql import identifier
 from aep_propensity.platform.local import LocalPlatform, PostgresEngine
-from aep_propensity.platform.local.ledger import LEDGER_DDL, Ledger
 
 from .config import EmulatorConfig, check_faults
 from .errors import bad_request

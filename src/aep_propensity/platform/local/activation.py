@@ -17,6 +17,7 @@ from contextlib import closing
 
 import pyarrow as pa
 
+from ..core.ledger import AUDIENCE_DDL, Ledger, error_text
 from ..core.port import (
     AudienceJob,
     Delivery,
@@ -30,7 +31,6 @@ from ..core.port import (
 )
 from ..core.sql import identifier, literal, transpile
 from .engines import Engine, stream_rows
-from .ledger import AUDIENCE_DDL, Ledger, error_text
 from .segmentation import JOB_COLUMNS
 
 logger = logging.getLogger(__name__)

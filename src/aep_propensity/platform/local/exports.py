@@ -9,9 +9,9 @@ import fsspec
 import pyarrow.parquet as pq
 
 from ..core.exports import PARQUET_COMPRESSIONS, free_export_time, write_parquet_parts
+from ..core.ledger import Ledger
 from ..core.port import ExportRecord, check_name, utc_now
 from .engines import Engine
-from .ledger import Ledger
 
 logger = logging.getLogger(__name__)
 

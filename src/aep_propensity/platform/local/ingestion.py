@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.chunks import conform_chunk
+from ..core.ledger import Ledger, error_text
 from ..core.port import BatchRecord, DatasetSpec, SchemaMismatchError, utc_now
 from ..core.sql import identifier
 from .engines import Engine
-from .ledger import Ledger, error_text
 
 logger = logging.getLogger(__name__)
 

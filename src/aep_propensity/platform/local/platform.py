@@ -15,6 +15,7 @@ from datetime import datetime
 import pandas as pd
 import pyarrow as pa
 
+from ..core.ledger import Ledger, error_text
 from ..core.port import (
     INTERACTIVE_ROW_LIMIT,
     AudienceDefinition,
@@ -36,7 +37,6 @@ from .activation import LocalActivation
 from .engines import Engine, stream_rows
 from .exports import LocalExports
 from .ingestion import LocalIngestion
-from .ledger import Ledger, error_text
 from .segmentation import LocalSegmentation
 
 logger = logging.getLogger(__name__)

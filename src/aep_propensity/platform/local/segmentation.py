@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 
+from ..core.ledger import AUDIENCE_DDL, Ledger
 from ..core.port import (
     AudienceDefinition,
     AudienceJob,
@@ -24,7 +25,6 @@ from ..core.port import (
 from ..core.pql import compile_pql
 from ..core.sql import identifier, transpile
 from .engines import Engine
-from .ledger import AUDIENCE_DDL, Ledger
 
 logger = logging.getLogger(__name__)
 

@@ -1,15 +1,33 @@
-"""The local platform's ledger: ``ledger_*`` tables in the platform's own database.
+"""The ledger of the backends that keep their own: ``ledger_*`` tables in a SQL database of theirs.
 
 Later runs and notebooks read what really happened from it: the dataset registry, batches,
-exports, query jobs, audiences, audience jobs and deliveries. Every statement binds its values
-(the engine's placeholders); only names chosen in this package reach the SQL text.
+exports, query jobs, audiences, audience jobs and deliveries. The local backend keeps it in the
+platform's own database; the spark backend in an SQLite file beside its tables. Every statement
+binds its values (the store's placeholders); only names chosen in the platform reach the SQL text.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
-from .engines import Engine
+
+class LedgerStore(Protocol):
+    """What the ledger needs from the database that holds it (a local engine, or the spark backend's SQLite)."""
+
+    placeholder: str
+
+    def connect(self, read_only: bool = False) -> AbstractContextManager[Any]:
+        """A context manager giving a DB-API connection inside one transaction."""
+        ...
+
+    def fetchall(self, conn: Any, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Execute one statement in the open transaction and return its rows (none for DDL/DML)."""
+        ...
+
+    def table_columns(self, conn: Any, table: str) -> list[tuple[str, str]] | None:
+        """``[(column, sql type)]`` of an existing table, or None when it does not exist."""
+        ...
 
 LEDGER_DDL = (
     "CREATE TABLE IF NOT EXISTS ledger_datasets (name TEXT PRIMARY KEY, columns TEXT NOT NULL, "
@@ -47,9 +65,9 @@ def error_text(exc: BaseException) -> str:
 
 
 class Ledger:
-    """Statements on the ledger tables of one engine, in a transaction the caller opened."""
+    """Statements on the ledger tables of one store, in a transaction the caller opened."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: LedgerStore) -> None:
         self.engine = engine
 
     def marks(self, n: int) -> str:
