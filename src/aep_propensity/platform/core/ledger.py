@@ -8,8 +8,28 @@ binds its values (the store's placeholders); only names chosen in the platform r
 
 from __future__ import annotations
 
+import json
+import uuid
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, Protocol
+
+import pandas as pd
+
+from .port import (
+    AudienceDefinition,
+    AudienceJob,
+    AudienceRecord,
+    BatchRecord,
+    DatasetSpec,
+    Delivery,
+    DeliveryResult,
+    ExportRecord,
+    PlatformError,
+    ProfileSource,
+    latest_successful,
+    utc_now,
+)
 
 
 class LedgerStore(Protocol):
@@ -28,6 +48,7 @@ class LedgerStore(Protocol):
     def table_columns(self, conn: Any, table: str) -> list[tuple[str, str]] | None:
         """``[(column, sql type)]`` of an existing table, or None when it does not exist."""
         ...
+
 
 LEDGER_DDL = (
     "CREATE TABLE IF NOT EXISTS ledger_datasets (name TEXT PRIMARY KEY, columns TEXT NOT NULL, "
@@ -56,6 +77,19 @@ AUDIENCE_DDL = (
     "completed TIMESTAMP, location TEXT, error TEXT)",
     "CREATE TABLE IF NOT EXISTS audience_membership (audience_id TEXT NOT NULL, audience_name TEXT NOT NULL, "
     "job_id TEXT NOT NULL, ecid TEXT NOT NULL, evaluated_at TIMESTAMP NOT NULL)",
+)
+
+
+BATCH_COLUMNS = "id, dataset, status, rows, files, created, completed, error, run_id, owner"
+_RECORD_COLUMNS = "id, dataset, status, rows, files, created, completed, error, run_id"  # BatchRecord's fields
+_DATASET_COLUMNS = "name, columns, identity, profile_enabled, updated"
+_EXPORT_COLUMNS = "id, table_name, path, export_time, rows, files, bytes, created"
+_QUERY_COLUMNS = "id, table_name, status, rows, started, completed, error"
+JOB_COLUMNS = "id, audience_id, audience_name, status, members, started, completed, error"
+_AUDIENCE_COLUMNS = "id, name, description, rule, source, version, created, updated"
+DELIVERY_COLUMNS = (
+    "id, job_id, audience_name, destination, status, members, files, requests, bytes, started, "
+    "completed, location, error"
 )
 
 
@@ -112,3 +146,199 @@ class Ledger:
             if self.engine.table_columns(conn, table) is None:
                 return []
             return self.fetchall(conn, sql, params)
+
+    # -- records: what every backend with a ledger writes and reads the same way --------------------
+
+    def batches(self, dataset: str | None = None) -> list[BatchRecord]:
+        """The ledger's batches, newest first, optionally for one dataset."""
+        sql = f"SELECT {_RECORD_COLUMNS} FROM ledger_batches"
+        params: list[Any] = []
+        if dataset is not None:
+            sql += f" WHERE dataset = {self.engine.placeholder}"
+            params.append(dataset)
+        rows = self.read("ledger_batches", sql + " ORDER BY created DESC", params)
+        return [BatchRecord(*row) for row in rows]
+
+    def start_batch(self, conn: Any, batch_id: str, dataset: str, created: datetime, run_id: str, owner: str) -> None:
+        """Record a batch ``loading``, with the run that makes it and its owner (host and process)."""
+        self.insert(
+            conn,
+            "ledger_batches",
+            BATCH_COLUMNS,
+            [batch_id, dataset, "loading", 0, 0, created, None, None, run_id, owner],
+        )
+
+    def datasets(self) -> pd.DataFrame:
+        """The dataset registry: name, columns and types, identity column, profile flag."""
+        rows = self.read("ledger_datasets", f"SELECT {_DATASET_COLUMNS} FROM ledger_datasets ORDER BY name")
+        frame = pd.DataFrame(rows, columns=_DATASET_COLUMNS.split(", "))
+        frame["columns"] = frame["columns"].map(json.loads)
+        return frame
+
+    def register(self, conn: Any, spec: DatasetSpec) -> None:
+        """Record (or update) the dataset in the registry (an upsert: two first batches of a dataset may race)."""
+        columns = json.dumps({c.name: c.type for c in spec.columns})
+        self.execute(
+            conn,
+            f"INSERT INTO ledger_datasets ({_DATASET_COLUMNS}) VALUES ({self.marks(5)}) ON CONFLICT (name) "
+            "DO UPDATE SET columns = excluded.columns, identity = excluded.identity, "
+            "profile_enabled = excluded.profile_enabled, updated = excluded.updated",
+            [spec.name, columns, spec.identity, spec.profile_enabled, utc_now()],
+        )
+
+    def record_export(self, record: ExportRecord) -> None:
+        """Record a finished export."""
+        with self.engine.connect() as conn:
+            self.ensure(conn)
+            self.insert(
+                conn,
+                "ledger_exports",
+                _EXPORT_COLUMNS,
+                [
+                    record.id,
+                    record.table,
+                    record.path,
+                    record.export_time,
+                    record.rows,
+                    record.files,
+                    record.bytes,
+                    utc_now(),
+                ],
+            )
+
+    def record_query(
+        self, conn: Any, job_id: str, table: str, started: datetime, rows: int | None, error: str | None = None
+    ) -> None:
+        """Record a query job that made ``table``: succeeded with ``rows``, or failed with ``error``."""
+        status = "failed" if error is not None else "success"
+        self.insert(conn, "ledger_queries", _QUERY_COLUMNS, [job_id, table, status, rows, started, utc_now(), error])
+
+    def upsert_audience(self, definition: AudienceDefinition, source: ProfileSource) -> AudienceRecord:
+        """Create the audience, update it when its rule, description or source changed, else leave it."""
+        now, mark = utc_now(), self.engine.placeholder
+        with self.engine.connect() as conn:
+            self.ensure(conn, AUDIENCE_DDL)
+            rows = self.fetchall(
+                conn,
+                f"SELECT id, description, rule, source, version FROM ledger_audiences WHERE name = {mark}",
+                [definition.name],
+            )
+            if not rows:
+                audience_id = uuid.uuid4().hex
+                values = [audience_id, definition.name, definition.description, definition.rule, source.to_json()]
+                self.insert(conn, "ledger_audiences", _AUDIENCE_COLUMNS, [*values, 1, now, now])
+                return AudienceRecord(audience_id, definition.name, definition.rule, 1, "created")
+            audience_id, description, rule, stored_source, version = rows[0]
+            if (description, rule, stored_source) == (definition.description, definition.rule, source.to_json()):
+                return AudienceRecord(audience_id, definition.name, rule, int(version), "unchanged")
+            self.execute(
+                conn,
+                f"UPDATE ledger_audiences SET description = {mark}, rule = {mark}, source = {mark}, "
+                f"version = {mark}, updated = {mark} WHERE id = {mark}",
+                [definition.description, definition.rule, source.to_json(), int(version) + 1, now, audience_id],
+            )
+        return AudienceRecord(audience_id, definition.name, definition.rule, int(version) + 1, "updated")
+
+    def start_audience_job(self, audience_id: str) -> tuple[AudienceJob, str, ProfileSource]:
+        """Record a new ``PROCESSING`` job of the audience; return it with the audience's rule and source."""
+        with self.engine.connect() as conn:
+            self.ensure(conn, AUDIENCE_DDL)
+            rows = self.fetchall(
+                conn,
+                f"SELECT name, rule, source FROM ledger_audiences WHERE id = {self.engine.placeholder}",
+                [audience_id],
+            )
+            if not rows:
+                raise PlatformError(f"no audience with id {audience_id!r}")
+            name, rule, source_json = rows[0]
+            job = AudienceJob(uuid.uuid4().hex, audience_id, name, "PROCESSING", 0, utc_now(), None)
+            self.insert(
+                conn,
+                "ledger_audience_jobs",
+                JOB_COLUMNS,
+                [job.id, audience_id, name, job.status, 0, job.started, None, None],
+            )
+        return job, rule, ProfileSource.from_config(json.loads(source_json))
+
+    def finish_audience_job(self, conn: Any, job: AudienceJob, members: int) -> AudienceJob:
+        """Mark the job succeeded with its member count, in the caller's transaction."""
+        completed = utc_now()
+        self.update(conn, "ledger_audience_jobs", job.id, status="SUCCEEDED", members=members, completed=completed)
+        return AudienceJob(job.id, job.audience_id, job.audience_name, "SUCCEEDED", members, job.started, completed)
+
+    def fail_audience_job(self, job: AudienceJob, exc: BaseException) -> None:
+        """Mark the job failed with the error."""
+        with self.engine.connect() as conn:
+            self.update(
+                conn, "ledger_audience_jobs", job.id, status="FAILED", completed=utc_now(), error=str(exc)[:2000]
+            )
+
+    def audience_jobs(self, latest_only: bool = True) -> list[AudienceJob]:
+        """The audience jobs, newest first; by default only each audience's latest successful one."""
+        rows = self.read(
+            "ledger_audience_jobs", f"SELECT {JOB_COLUMNS} FROM ledger_audience_jobs ORDER BY started DESC"
+        )
+        jobs = [AudienceJob(*row) for row in rows]
+        return jobs if not latest_only else latest_successful(jobs)
+
+    def succeeded_job(self, job_id: str) -> tuple[AudienceJob, ProfileSource, int]:
+        """The successful audience job ``job_id``, its audience's profile source and version."""
+        with self.engine.connect() as conn:
+            self.ensure(conn, AUDIENCE_DDL)
+            rows = self.fetchall(
+                conn,
+                f"SELECT {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, a.source, a.version "
+                f"FROM ledger_audience_jobs AS j JOIN ledger_audiences AS a "
+                f"ON a.id = j.audience_id WHERE j.id = {self.engine.placeholder}",
+                [job_id],
+            )
+        if not rows or rows[0][3] != "SUCCEEDED":
+            raise PlatformError(f"audience job {job_id} does not exist or did not succeed")
+        return AudienceJob(*rows[0][:8]), ProfileSource.from_config(json.loads(rows[0][8])), int(rows[0][9])
+
+    def start_delivery(self, job: AudienceJob, destination: str) -> tuple[str, datetime]:
+        """Record a ``running`` delivery of ``job`` to ``destination``; return its id and start."""
+        delivery_id, started = uuid.uuid4().hex, utc_now()
+        with self.engine.connect() as conn:
+            self.insert(
+                conn,
+                "ledger_deliveries",
+                DELIVERY_COLUMNS,
+                [delivery_id, job.id, job.audience_name, destination, "running", 0, 0, 0, 0, started, None, None, None],
+            )
+        return delivery_id, started
+
+    def fail_delivery(self, delivery_id: str, exc: BaseException) -> None:
+        """Mark a delivery failed with the error (an interrupt too: it is over)."""
+        with self.engine.connect() as conn:
+            self.update(
+                conn, "ledger_deliveries", delivery_id, status="failed", completed=utc_now(), error=error_text(exc)
+            )
+
+    def finish_delivery(
+        self, delivery_id: str, job: AudienceJob, destination: str, started: datetime, result: DeliveryResult
+    ) -> Delivery:
+        """Record what the destination did with the delivery; return the ledger's record of it."""
+        delivery = result.delivery(delivery_id, job, destination, started)
+        with self.engine.connect() as conn:
+            self.update(
+                conn,
+                "ledger_deliveries",
+                delivery_id,
+                status=delivery.status,
+                members=delivery.members,
+                files=delivery.files,
+                requests=delivery.requests,
+                bytes=delivery.bytes,
+                completed=delivery.completed,
+                location=delivery.location,
+            )
+        return delivery
+
+    def deliveries(self, destination: str | None = None) -> list[Delivery]:
+        """The ledger's deliveries, newest first, optionally to one destination."""
+        sql, params = f"SELECT {DELIVERY_COLUMNS} FROM ledger_deliveries", []
+        if destination is not None:
+            sql, params = sql + f" WHERE destination = {self.engine.placeholder}", [destination]
+        rows = self.read("ledger_deliveries", sql + " ORDER BY started DESC", params)
+        return [Delivery(*row) for row in rows]

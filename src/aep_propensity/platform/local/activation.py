@@ -9,15 +9,13 @@ which jobs to send.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import uuid
 from contextlib import closing
 
 import pyarrow as pa
 
-from ..core.ledger import AUDIENCE_DDL, Ledger, error_text
+from ..core.ledger import Ledger
 from ..core.port import (
     AudienceJob,
     Delivery,
@@ -27,18 +25,12 @@ from ..core.port import (
     check_name,
     delivery_key,
     jobs_to_deliver,
-    utc_now,
 )
 from ..core.sql import identifier, literal, transpile
 from .engines import Engine, stream_rows
-from .segmentation import JOB_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_COLUMNS = (
-    "id, job_id, audience_name, destination, status, members, files, requests, bytes, started, "
-    "completed, location, error"
-)
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -60,7 +52,7 @@ class LocalActivation:
         columns = [check_name(name, "attribute") for name in attributes]
         evaluated = {job.id: (job, source, version) for job, source, version in map(self._succeeded_job, job_ids)}
         chosen = jobs_to_deliver(
-            [job for job, _, _ in evaluated.values()], destination.name, self.deliveries(destination.name), force
+            [job for job, _, _ in evaluated.values()], destination.name, self.ledger.deliveries(destination.name), force
         )
         return [self._deliver(*evaluated[job.id], destination, columns) for job in chosen]
 
@@ -68,46 +60,14 @@ class LocalActivation:
         """The successful audience job ``job_id``, its audience's profile source and version."""
         if not _HEX_ID.match(job_id):
             raise PlatformError(f"not an audience job id: {job_id!r}")
-        with self.engine.connect() as conn:
-            self.ledger.ensure(conn, AUDIENCE_DDL)
-            rows = self.ledger.fetchall(
-                conn,
-                f"SELECT {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))}, a.source, a.version "
-                f"FROM ledger_audience_jobs AS j JOIN ledger_audiences AS a "
-                f"ON a.id = j.audience_id WHERE j.id = {self.engine.placeholder}",
-                [job_id],
-            )
-        if not rows or rows[0][3] != "SUCCEEDED":
-            raise PlatformError(f"audience job {job_id} does not exist or did not succeed")
-        return AudienceJob(*rows[0][:8]), ProfileSource.from_config(json.loads(rows[0][8])), int(rows[0][9])
+        return self.ledger.succeeded_job(job_id)
 
     def _deliver(
         self, job: AudienceJob, source: ProfileSource, version: int, destination: Destination, columns: list[str]
     ) -> Delivery:
         """Stream one job's members to the destination and record the delivery (failed on any error or
         interrupt, so that none stays ``running``)."""
-        delivery_id, started = uuid.uuid4().hex, utc_now()
-        with self.engine.connect() as conn:
-            self.ledger.insert(
-                conn,
-                "ledger_deliveries",
-                DELIVERY_COLUMNS,
-                [
-                    delivery_id,
-                    job.id,
-                    job.audience_name,
-                    destination.name,
-                    "running",
-                    0,
-                    0,
-                    0,
-                    0,
-                    started,
-                    None,
-                    None,
-                    None,
-                ],
-            )
+        delivery_id, started = self.ledger.start_delivery(job, destination.name)
         selected = ", ".join(["m.ecid", *(f"p.{identifier(name)}" for name in columns)])
         members = (
             f"SELECT {selected} FROM audience_membership AS m LEFT JOIN {identifier(source.table)} AS p "
@@ -121,25 +81,9 @@ class LocalActivation:
                 reader = pa.RecordBatchReader.from_batches(schema, batches)
                 result = destination.deliver(job.audience_name, job.audience_id, job.id, key, reader)
         except BaseException as exc:  # an interrupt too: the delivery is over, and failed
-            with self.engine.connect() as conn:
-                self.ledger.update(
-                    conn, "ledger_deliveries", delivery_id, status="failed", completed=utc_now(), error=error_text(exc)
-                )
+            self.ledger.fail_delivery(delivery_id, exc)
             raise
-        delivery = result.delivery(delivery_id, job, destination.name, started)
-        with self.engine.connect() as conn:
-            self.ledger.update(
-                conn,
-                "ledger_deliveries",
-                delivery_id,
-                status=delivery.status,
-                members=delivery.members,
-                files=delivery.files,
-                requests=delivery.requests,
-                bytes=delivery.bytes,
-                completed=delivery.completed,
-                location=delivery.location,
-            )
+        delivery = self.ledger.finish_delivery(delivery_id, job, destination.name, started, result)
         logger.info(
             "Delivered audience %s to %s: %s members", job.audience_name, destination.name, f"{result.members:,}"
         )
@@ -150,11 +94,3 @@ class LocalActivation:
         empty = transpile(f"SELECT * FROM ({sql}) AS q LIMIT 0", self.engine.dialect)
         with self.engine.connect(read_only=True) as conn:
             return self.engine.fetch_arrow(conn, empty, 1).schema
-
-    def deliveries(self, destination: str | None = None) -> list[Delivery]:
-        """The ledger's deliveries, newest first, optionally to one destination."""
-        sql, params = f"SELECT {DELIVERY_COLUMNS} FROM ledger_deliveries", []
-        if destination is not None:
-            sql, params = sql + f" WHERE destination = {self.engine.placeholder}", [destination]
-        rows = self.ledger.read("ledger_deliveries", sql + " ORDER BY started DESC", params)
-        return [Delivery(*row) for row in rows]

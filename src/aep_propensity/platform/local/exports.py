@@ -10,12 +10,10 @@ import pyarrow.parquet as pq
 
 from ..core.exports import PARQUET_COMPRESSIONS, free_export_time, write_parquet_parts
 from ..core.ledger import Ledger
-from ..core.port import ExportRecord, check_name, utc_now
+from ..core.port import ExportRecord, check_name
 from .engines import Engine
 
 logger = logging.getLogger(__name__)
-
-_EXPORT_COLUMNS = "id, table_name, path, export_time, rows, files, bytes, created"
 
 
 class LocalExports:
@@ -57,14 +55,7 @@ class LocalExports:
         rows = sum(pq.ParquetFile(path, filesystem=fs).metadata.num_rows for path in parts)
         size = sum(fs.size(path) for path in parts)
         record = ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, len(parts), size)
-        with self.engine.connect() as conn:
-            self.ledger.ensure(conn)
-            self.ledger.insert(
-                conn,
-                "ledger_exports",
-                _EXPORT_COLUMNS,
-                [record.id, table, record.path, export_time, rows, len(parts), size, utc_now()],
-            )
+        self.ledger.record_export(record)
         logger.info(
             "Exported %s: %s rows in %d files (%s bytes) to %s",
             table,

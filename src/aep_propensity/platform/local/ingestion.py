@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -22,11 +21,8 @@ from .engines import Engine
 
 logger = logging.getLogger(__name__)
 
-BATCH_COLUMNS = "id, dataset, status, rows, files, created, completed, error, run_id, owner"
 STAGING_PREFIX = "_batch_"  # a replacing batch's staging table is _batch_<id>
 _STAGING = re.compile(STAGING_PREFIX + "[0-9a-f]{32}")
-_RECORD_COLUMNS = "id, dataset, status, rows, files, created, completed, error, run_id"  # BatchRecord's fields
-_DATASET_COLUMNS = "name, columns, identity, profile_enabled, updated"
 
 
 def batch_owner() -> str:
@@ -75,12 +71,7 @@ class LocalIngestion:
             with self.engine.connect() as conn, self.engine.hold_batch(conn, batch_id):
                 self.ledger.ensure(conn)
                 self._recover(conn)
-                self.ledger.insert(
-                    conn,
-                    "ledger_batches",
-                    BATCH_COLUMNS,
-                    [batch_id, spec.name, "loading", 0, 0, created, None, None, self.run_id, batch_owner()],
-                )
+                self.ledger.start_batch(conn, batch_id, spec.name, created, self.run_id, batch_owner())
                 self.engine.commit(conn)
                 recorded = True
                 appending = not replace and self._check_existing_columns(conn, spec)
@@ -88,7 +79,7 @@ class LocalIngestion:
                     self._create_table(conn, staging, spec)
                     self.engine.commit(conn)
                 rows, files = self._insert_chunks(conn, spec.name if appending else staging, spec, chunks, appending)
-                self._register(conn, spec)
+                self.ledger.register(conn, spec)
                 if appending and retire is not None and retire[1]:
                     column, values = retire
                     self.ledger.execute(
@@ -160,34 +151,6 @@ class LocalIngestion:
                 self.engine.commit(conn)  # into the staging table: nothing is visible yet
             rows += table_chunk.num_rows
         return rows, files
-
-    def batches(self, dataset: str | None = None) -> list[BatchRecord]:
-        """The ledger's batches, newest first, optionally for one dataset."""
-        sql = f"SELECT {_RECORD_COLUMNS} FROM ledger_batches"
-        params: list[Any] = []
-        if dataset is not None:
-            sql += f" WHERE dataset = {self.engine.placeholder}"
-            params.append(dataset)
-        rows = self.ledger.read("ledger_batches", sql + " ORDER BY created DESC", params)
-        return [BatchRecord(*row) for row in rows]
-
-    def datasets(self) -> pd.DataFrame:
-        """The dataset registry: name, columns and types, identity column, profile flag."""
-        rows = self.ledger.read("ledger_datasets", f"SELECT {_DATASET_COLUMNS} FROM ledger_datasets ORDER BY name")
-        frame = pd.DataFrame(rows, columns=_DATASET_COLUMNS.split(", "))
-        frame["columns"] = frame["columns"].map(json.loads)
-        return frame
-
-    def _register(self, conn: Any, spec: DatasetSpec) -> None:
-        """Record (or update) the dataset in the registry (an upsert: two first batches of a dataset may race)."""
-        columns = json.dumps({c.name: c.type for c in spec.columns})
-        self.ledger.execute(
-            conn,
-            f"INSERT INTO ledger_datasets ({_DATASET_COLUMNS}) VALUES ({self.ledger.marks(5)}) ON CONFLICT (name) "
-            "DO UPDATE SET columns = excluded.columns, identity = excluded.identity, "
-            "profile_enabled = excluded.profile_enabled, updated = excluded.updated",
-            [spec.name, columns, spec.identity, spec.profile_enabled, utc_now()],
-        )
 
     def _check_existing_columns(self, conn: Any, spec: DatasetSpec) -> bool:
         """Whether the dataset's table exists; raise if it exists with other columns than the spec's."""

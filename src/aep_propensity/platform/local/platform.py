@@ -41,8 +41,6 @@ from .segmentation import LocalSegmentation
 
 logger = logging.getLogger(__name__)
 
-_QUERY_COLUMNS = "id, table_name, status, rows, started, completed, error"
-
 
 class LocalPlatform:
     """The Platform port on a local SQL engine (DuckDB or PostgreSQL)."""
@@ -88,9 +86,7 @@ class LocalPlatform:
                 self.ledger.execute(conn, f'DROP TABLE IF EXISTS "{name}"')
                 self.ledger.execute(conn, f'CREATE TABLE "{name}" AS {transpile(sql, self.dialect)}')
                 rows = self.ledger.count(conn, name)
-                self.ledger.insert(
-                    conn, "ledger_queries", _QUERY_COLUMNS, [job_id, name, "success", rows, started, utc_now(), None]
-                )
+                self.ledger.record_query(conn, job_id, name, started, rows)
         except Exception as exc:
             self._record_failed_query(job_id, name, started, exc)
             raise PlatformError(f"creating table {name!r} failed: {exc}") from exc
@@ -110,12 +106,7 @@ class LocalPlatform:
         """Record a failed query job in the ledger."""
         with self.engine.connect() as conn:
             self.ledger.ensure(conn)
-            self.ledger.insert(
-                conn,
-                "ledger_queries",
-                _QUERY_COLUMNS,
-                [job_id, name, "failed", None, started, utc_now(), error_text(exc)],
-            )
+            self.ledger.record_query(conn, job_id, name, started, None, error_text(exc))
 
     def handle(self, table: str) -> TableHandle:
         """A handle (name, columns, row count) on an existing table."""
@@ -152,11 +143,11 @@ class LocalPlatform:
 
     def batches(self, dataset: str | None = None) -> list[BatchRecord]:
         """The ledger's batches, newest first, optionally for one dataset."""
-        return self.ingestion.batches(dataset)
+        return self.ledger.batches(dataset)
 
     def datasets(self) -> pd.DataFrame:
         """The dataset registry: name, columns and types, identity column, profile flag."""
-        return self.ingestion.datasets()
+        return self.ledger.datasets()
 
     def export(self, table: str, location: str, compression: str = "snappy") -> ExportRecord:
         """Export ``table`` in the Data Landing Zone layout (see :meth:`.LocalExports.export`)."""
@@ -172,7 +163,7 @@ class LocalPlatform:
 
     def audience_jobs(self, latest_only: bool = True) -> list[AudienceJob]:
         """The audience jobs, newest first; by default only each audience's latest successful one."""
-        return self.segmentation.audience_jobs(latest_only)
+        return self.ledger.audience_jobs(latest_only)
 
     def activate(
         self, job_ids: list[str], destination: Destination, attributes: list[str], force: bool = False
@@ -182,4 +173,4 @@ class LocalPlatform:
 
     def deliveries(self, destination: str | None = None) -> list[Delivery]:
         """The ledger's deliveries, newest first, optionally to one destination."""
-        return self.activation.deliveries(destination)
+        return self.ledger.deliveries(destination)
