@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from aep_propensity.platform import ParquetMap
+
 logger = logging.getLogger(__name__)
 
 S = TypeVar("S")
@@ -25,10 +27,17 @@ _END = object()
 class ChunkSequence(Generic[T]):
     """Chunks made on demand: ``make_chunks()`` gives a fresh iterator each time the sequence is iterated."""
 
-    def __init__(self, make_chunks: Callable[[], Iterator[T]], label: str, n_chunks: int | None = None) -> None:
+    def __init__(
+        self,
+        make_chunks: Callable[[], Iterator[T]],
+        label: str,
+        n_chunks: int | None = None,
+        source: ParquetMap | None = None,
+    ) -> None:
         self._make_chunks = make_chunks
         self.label = label
         self.n_chunks = n_chunks
+        self._source = source
 
     @classmethod
     def indexed(cls, make_chunk: Callable[[int], T], n_chunks: int, label: str) -> ChunkSequence[T]:
@@ -37,8 +46,20 @@ class ChunkSequence(Generic[T]):
 
     @classmethod
     def mapped(cls, transform: Callable[[S], T], source: Iterable[S], label: str) -> ChunkSequence[T]:
-        """``transform`` applied to each chunk of a re-iterable ``source``."""
-        return cls(lambda: (transform(chunk) for chunk in source), label, getattr(source, "n_chunks", None))
+        """``transform`` applied to each chunk of a re-iterable ``source``; when the source is Parquet files
+        (it has a ``url``), the sequence says so (:meth:`parquet_source`), so that a backend may run the
+        transform where the files are."""
+        url = getattr(source, "url", None)
+        return cls(
+            lambda: (transform(chunk) for chunk in source),
+            label,
+            getattr(source, "n_chunks", None),
+            ParquetMap(url, transform) if url else None,
+        )
+
+    def parquet_source(self) -> ParquetMap | None:
+        """The Parquet files and per-batch transform these chunks are made of, if they are."""
+        return self._source
 
     def __repr__(self) -> str:
         return f"ChunkSequence({self.label!r}, n_chunks={self.n_chunks})"

@@ -34,6 +34,11 @@ class ExportBatches:
     def __repr__(self) -> str:
         return f"ExportBatches({self.path!r}, batch_rows={self.batch_rows})"
 
+    @property
+    def url(self) -> str:
+        """The export's folder as a URL (with its protocol), for a backend that reads it itself."""
+        return self._filesystem.unstrip_protocol(self.path)
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         dataset = pads.dataset(self.path, filesystem=self._filesystem, format="parquet")
         yield from dataset.to_batches(batch_size=self.batch_rows)

@@ -2,7 +2,8 @@
 
 This package's top level is the port's public face: the core's types and SQL helpers, and
 :func:`make_platform`, which builds a backend from the catalog's configuration. Backends
-(:mod:`.local` on DuckDB or PostgreSQL, :mod:`.aep` on Adobe Experience Platform) are imported
+(:mod:`.local` on DuckDB or PostgreSQL, :mod:`.aep` on Adobe Experience Platform, :mod:`.spark` on
+Apache Spark) are imported
 only when a configuration asks for them.
 """
 
@@ -22,6 +23,7 @@ from .core.port import (
     Destination,
     ExportRecord,
     Field,
+    ParquetMap,
     Platform,
     PlatformError,
     ProfileSource,
@@ -43,6 +45,7 @@ __all__ = [
     "Destination",
     "ExportRecord",
     "Field",
+    "ParquetMap",
     "Platform",
     "PlatformConfig",
     "PlatformError",

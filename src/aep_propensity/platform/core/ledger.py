@@ -75,6 +75,10 @@ AUDIENCE_DDL = (
     "audience_name TEXT NOT NULL, destination TEXT NOT NULL, status TEXT NOT NULL, members BIGINT NOT NULL, "
     "files BIGINT NOT NULL, requests BIGINT NOT NULL, bytes BIGINT NOT NULL, started TIMESTAMP NOT NULL, "
     "completed TIMESTAMP, location TEXT, error TEXT)",
+)
+#: The local backend's membership table, in the platform's database beside the ledger (the spark backend
+#: keeps it as one of its tables).
+MEMBERSHIP_DDL = (
     "CREATE TABLE IF NOT EXISTS audience_membership (audience_id TEXT NOT NULL, audience_name TEXT NOT NULL, "
     "job_id TEXT NOT NULL, ecid TEXT NOT NULL, evaluated_at TIMESTAMP NOT NULL)",
 )

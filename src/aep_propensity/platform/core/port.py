@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -152,6 +152,19 @@ class ProfileSource:
         tenant = config.get("tenant", "")
         fields = {path.replace("{tenant}", tenant): Field(**spec) for path, spec in config["fields"].items()}
         return cls(check_name(config["table"]), fields)
+
+
+@dataclass(frozen=True)
+class ParquetMap:
+    """Chunks that are ``transform`` applied to each record batch of the Parquet files at ``url``.
+
+    A chunk sequence that offers one (``parquet_source()``) lets a backend that computes where the
+    data is (Spark) run the transform on its workers instead of streaming the chunks through the
+    caller; every other backend iterates the chunks.
+    """
+
+    url: str
+    transform: Callable[[pa.RecordBatch], pa.Table]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from ..core.ledger import AUDIENCE_DDL, Ledger
+from ..core.ledger import MEMBERSHIP_DDL, Ledger
 from ..core.port import AudienceDefinition, AudienceJob, AudienceRecord, PlatformError, ProfileSource
 from ..core.pql import compile_pql
 from ..core.sql import identifier, transpile
@@ -43,7 +43,7 @@ class LocalSegmentation:
         )
         try:
             with self.engine.connect() as conn:
-                self.ledger.ensure(conn, AUDIENCE_DDL)
+                self.ledger.ensure(conn, MEMBERSHIP_DDL)
                 self.ledger.execute(conn, f"DELETE FROM audience_membership WHERE audience_id = {mark}", [audience_id])
                 self.ledger.execute(
                     conn, insert, [audience_id, job.audience_name, job.id, job.started, *compiled.params]
