@@ -59,6 +59,10 @@ def naive_arrow(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+#: What each session's temporary views show now: a data root and its ledger's entries, by ``id(session)``.
+_REGISTERED: dict[int, tuple] = {}
+
+
 class SparkTables:
     """One lazily started Spark session, whose temporary views follow the ledger's tables and views."""
 
@@ -66,7 +70,6 @@ class SparkTables:
         self.config = config
         self.store = store
         self._session: SparkSession | None = None
-        self._state: tuple | None = None
 
     @property
     def session(self) -> SparkSession:
@@ -78,10 +81,13 @@ class SparkTables:
     def sync(self) -> None:
         """Make the session's views the ledger's tables and views (cheap when nothing changed)."""
         entries = self.store.entries()
-        state = tuple((name, kind, schema, tuple(parts), sql) for name, kind, schema, parts, _, sql in entries)
-        if state == self._state:
-            return
+        state = (
+            self.store.root,
+            tuple((name, kind, schema, tuple(parts), sql) for name, kind, schema, parts, _, sql in entries),
+        )
         spark = self.session
+        if _REGISTERED.get(id(spark)) == state:  # one process may hold platforms of several data roots
+            return
         known = {name for name, *_ in entries}
         for row in spark.sql("SHOW VIEWS").collect():
             if row["isTemporary"] and row["viewName"] not in known:
@@ -92,7 +98,7 @@ class SparkTables:
         for name, kind, _, _, _, sql in entries:
             if kind == "view":
                 spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW `{name}` AS {sql}")
-        self._state = state
+        _REGISTERED[id(spark)] = state
 
     def frame(self, schema: str | None, parts: list[str]) -> DataFrame:
         """The rows of ``parts`` with the recorded ``schema`` (a Spark schema as JSON)."""
