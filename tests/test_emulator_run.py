@@ -8,40 +8,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import fsspec
-import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
 
 from tests.conftest import PROJECT
 from tests.contract import conformance, figures
 from tests.emulator_process import CLIENT_SECRET, running_emulator
+from tests.run_figures import counts
 
 pytestmark = pytest.mark.postgres
-
-
-def counts(session: KedroSession) -> dict:
-    """What the run left on its platform: profiles, events, scored people, audience members, activated files/rows."""
-    catalog = session.load_context().catalog
-    scores = catalog.load("platform_queries").query(
-        "SELECT count(propensity) AS scored, count(*) FILTER (WHERE converted) AS converted FROM enriched_profiles"
-    )
-    report = catalog.load("activation_report")
-    files = report[report["destination"] == "cloud_storage"]
-    delivered = {}
-    for row in files.itertuples():
-        fs, folder = fsspec.core.url_to_fs(row.location)
-        parts = sorted(fs.find(folder))
-        rows = sum(len(pd.read_csv(fs.open(part))) for part in parts)
-        delivered[row.audience_name] = (len(parts), rows)
-    return {
-        "profiles": catalog.load("profiles@handle").row_count,
-        "events": catalog.load("experience_events@handle").row_count,
-        "scored": int(scores["scored"].iloc[0]),
-        "converted": int(scores["converted"].iloc[0]),
-        "members": dict(zip(report["audience_name"], report["members"], strict=True)),
-        "delivered": delivered,
-    }
 
 
 def test_emulator_run_matches_the_embedded_run(tmp_path: Path, kedro_session, monkeypatch) -> None:
