@@ -158,7 +158,7 @@ class QueryService:
         check_name(table)
         with self.connect() as conn, conn.cursor() as cur:
             try:
-                cur.execute(f"SELECT * FROM {identifier(table)} LIMIT 0")
+                cur.execute(probe_sql(table, self.dialect))
             except psycopg2.errors.UndefinedTable:
                 return None
             except psycopg2.Error as exc:
@@ -196,22 +196,43 @@ class QueryService:
 
     def create_table_as(self, name: str, sql: str) -> TableHandle:
         """Materialise ``sql`` as the table (and dataset) ``name`` by CTAS through the queries API."""
-        check_name(name)
         self._drop_table(name)
-        self.run_query(transpile(f"CREATE TABLE {identifier(name)} AS {sql}", self.dialect), f"ctas {name}")
+        self.run_query(ctas_sql(name, sql, self.dialect), f"ctas {name}")
         logger.info("Created table %s by CTAS", name)
         return self.handle(name)
 
     def create_view(self, name: str, sql: str) -> TableHandle:
         """Define ``name`` as a view of ``sql`` by ``CREATE OR REPLACE VIEW`` (as the flat views are)."""
-        check_name(name)
-        self.run_query(transpile(f"CREATE OR REPLACE VIEW {identifier(name)} AS {sql}", self.dialect), f"view {name}")
+        self.run_query(view_sql(name, sql, self.dialect), f"view {name}")
         logger.info("Defined view %s", name)
         return self.handle(name)
 
     def _drop_table(self, name: str) -> None:
         """``DROP TABLE IF EXISTS`` through the queries API."""
-        self.run_query(transpile(f"DROP TABLE IF EXISTS {identifier(name)}", self.dialect), f"drop {name}")
+        self.run_query(drop_table_sql(name, self.dialect), f"drop {name}")
+
+
+def probe_sql(table: str, dialect: str) -> str:
+    """``SELECT * FROM <table> LIMIT 0`` in ``dialect``: how :meth:`QueryService.columns` asks for a table's
+    columns (in the Query Service's dialect like every statement: Spark SQL reads ``"profiles"`` as a string)."""
+    return transpile(f"SELECT * FROM {identifier(check_name(table))} LIMIT 0", dialect)
+
+
+def ctas_sql(name: str, sql: str, dialect: str) -> str:
+    """``CREATE TABLE <name> AS <sql>`` for canonical-dialect ``sql``, in ``dialect``: what
+    :meth:`QueryService.create_table_as` sends through the queries API (after :func:`drop_table_sql`)."""
+    return transpile(f"CREATE TABLE {identifier(check_name(name))} AS {sql}", dialect)
+
+
+def view_sql(name: str, sql: str, dialect: str) -> str:
+    """``CREATE OR REPLACE VIEW <name> AS <sql>`` for canonical-dialect ``sql``, in ``dialect``: what
+    :meth:`QueryService.create_view` sends through the queries API."""
+    return transpile(f"CREATE OR REPLACE VIEW {identifier(check_name(name))} AS {sql}", dialect)
+
+
+def drop_table_sql(name: str, dialect: str) -> str:
+    """``DROP TABLE IF EXISTS <name>`` in ``dialect``, as the queries API receives it before a CTAS."""
+    return transpile(f"DROP TABLE IF EXISTS {identifier(check_name(name))}", dialect)
 
 
 class _AuthRefused(AEPError):
