@@ -44,7 +44,15 @@ from aep_propensity.platform.aep.ingestion import _parquet_bytes
 from aep_propensity.platform.aep.queries import ctas_sql, drop_table_sql, probe_sql, view_sql
 from aep_propensity.platform.aep.xdm import flat_view_sql, mapping_for, to_nested
 from aep_propensity.platform.core.chunks import conform_chunk
-from aep_propensity.platform.core.port import CANONICAL_DIALECT, DatasetSpec, Field, TableHandle, check_name
+from aep_propensity.platform.core.port import (
+    CANONICAL_DIALECT,
+    INTERACTIVE_ROW_LIMIT,
+    DatasetSpec,
+    Field,
+    PlatformError,
+    TableHandle,
+    check_name,
+)
 from aep_propensity.platform.core.pql import compile_pql
 from aep_propensity.platform.core.sql import identifier, literal, transpile
 
@@ -65,10 +73,18 @@ class AEPRenderingOnSpark:
         sandbox.load("profiles", profiles_arrow, profiles_spec)        # nested XDM + flat view
         sandbox.create_table_as("training_features", canonical_sql)   # CTAS as the queries API gets it
         table = sandbox.query('SELECT * FROM "training_features"')    # a pyarrow.Table, flat columns
+        rows = sandbox.read('SELECT * FROM "experience_events"')      # the same, past the row limit
         sandbox.close()
     """
 
-    def __init__(self, spark: SparkSession, folder: Path, tenant: str = "acme") -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        folder: Path,
+        tenant: str = "acme",
+        interactive_row_limit: int = INTERACTIVE_ROW_LIMIT,
+    ) -> None:
+        self.interactive_row_limit = interactive_row_limit
         self.spark = spark.newSession()
         self.spark.conf.set("spark.sql.parquet.inferTimestampNTZ.enabled", "false")
         self.folder = Path(folder)
@@ -112,6 +128,8 @@ class AEPRenderingOnSpark:
         files.mkdir(parents=True, exist_ok=True)
         self._parts[xdm_table] = self._parts.get(xdm_table, 0) + 1
         (files / f"part-{self._parts[xdm_table]:05d}.parquet").write_bytes(_parquet_bytes(nested))
+        if replace:  # a replaced dataset may have other columns: its table is registered afresh
+            self.spark.sql(f"DROP TABLE IF EXISTS {exp.to_identifier(xdm_table, quoted=True).sql(DIALECT)}")
         if self.spark.catalog.tableExists(xdm_table):
             self.spark.catalog.refreshTable(xdm_table)
         else:
@@ -122,7 +140,18 @@ class AEPRenderingOnSpark:
     # -- Query Service ----------------------------------------------------------------------------
 
     def query(self, canonical_sql: str) -> pa.Table:
-        """Run an interactive canonical-dialect query as the backend sends it; flat Arrow columns."""
+        """Run an interactive canonical-dialect query as the backend sends it; flat Arrow columns. As on
+        the backend, a result of ``interactive_row_limit`` rows or more is an error (read it with :meth:`read`)."""
+        table = self.read(canonical_sql)
+        if table.num_rows >= self.interactive_row_limit:
+            raise PlatformError(
+                f"interactive query reached the interactive row limit of {self.interactive_row_limit:,}"
+            )
+        return table
+
+    def read(self, canonical_sql: str) -> pa.Table:
+        """Every row of a canonical-dialect query, rendered as the backend renders it (which reads results
+        past the interactive row limit through a dataset export); flat Arrow columns."""
         statement = transpile(canonical_sql, DIALECT)
         self.rendered.append(statement)
         return naive_utc(self.spark.sql(statement).toArrow())

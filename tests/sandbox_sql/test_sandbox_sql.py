@@ -36,6 +36,7 @@ from aep_propensity.platform import (
 )
 from aep_propensity.platform.aep.destinations import DELIVERIES
 from aep_propensity.platform.aep.segmentation import AUDIENCES
+from aep_propensity.platform.core.port import PlatformError
 from aep_propensity.platform.local import LocalPlatform
 from benchmarks.common import base_parameters, catalog_spec
 from tests.conftest import platform_config
@@ -265,7 +266,8 @@ def test_the_rendered_sql_is_what_a_sandbox_gets(sandbox):
     """The flat views are nested XDM paths over the datasets' tables, in Spark SQL."""
     views = [statement for statement in sandbox.rendered if statement.startswith("CREATE OR REPLACE VIEW `profiles`")]
     assert views and f"_{TENANT}.userid AS `ecid`" in views[-1] and "FROM `profiles_xdm`" in views[-1]
-    assert "SELECT * FROM `profiles` LIMIT 0" in sandbox.rendered
+    sandbox.handle("profiles")
+    assert sandbox.rendered[-2:] == ["SELECT * FROM `profiles` LIMIT 0", "SELECT COUNT(*) AS n FROM `profiles`"]
 
 
 LEDGER_ROWS = {
@@ -297,3 +299,21 @@ def test_the_backend_ledgers_read_back_through_their_flat_views(sandbox, spec):
     sandbox.load(spec.name, flat, spec)
     assert sandbox.handle(spec.name) == TableHandle(spec.name, tuple(spec.column_names), 1)
     assert sandbox.query(f"SELECT * FROM {identifier(spec.name)}").equals(flat)
+
+
+def test_interactive_row_limit_and_replacing_batches(spark_session, tmp_path, world):
+    """As on the backend, an interactive result at the row limit is an error (``read`` has none); a
+    replacing batch leaves only its rows, an appending one adds to them; instances do not share tables."""
+    engine = AEPRenderingOnSpark(spark_session, tmp_path, TENANT, interactive_row_limit=100)
+    try:
+        profiles = world["profiles"][0]
+        engine.load("profiles", profiles.slice(0, 60), PROFILES)
+        engine.load("profiles", profiles.slice(60, 40), PROFILES, replace=False)
+        with pytest.raises(PlatformError, match="interactive row limit of 100"):
+            engine.query('SELECT * FROM "profiles"')
+        assert engine.read('SELECT * FROM "profiles" ORDER BY ecid').equals(profiles.slice(0, 100).sort_by("ecid"))
+        engine.load("profiles", profiles.slice(100, 5), PROFILES)
+        assert engine.handle("profiles").row_count == 5
+        assert not engine.spark.catalog.tableExists("propensity_scores_xdm")
+    finally:
+        engine.close()
