@@ -10,8 +10,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,99 @@ def timed_kedro_run(cwd: Path, *args: str) -> tuple[float, float]:
     if status != 0:
         raise RuntimeError(f"kedro run {' '.join(args)} failed: {process.stderr.read().decode()[-3000:]}")
     return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from each /proc/<pid>/stat's parent id (field 4, after the ``)`` of the name)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # the process ended while being read
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every live descendant of it (children, grandchildren...)."""
+    children, tree, pending = _children_by_parent(), [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, ()))
+    return tree
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory (VmRSS, KiB) of process ``pid`` now; 0 if it ended or has none (a zombie)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class TreeMemorySampler:
+    """Peak resident memory summed over a process tree: a thread reads VmRSS of ``root`` and of every
+    descendant (e.g. a kedro process, its JVM and Spark's Python workers) every ``interval`` seconds and
+    keeps the largest sum. Shared pages (a forked worker's copy-on-write pages) count in each process, so
+    the sum is an upper bound of the tree's physical memory; a peak shorter than ``interval`` can be missed.
+
+    Use as ``with TreeMemorySampler(pid) as sampler: ...; sampler.peak_mib``.
+    """
+
+    def __init__(self, root: int, interval: float = 0.2) -> None:
+        self.root, self.interval = root, interval
+        self.peak_kib, self.peak_processes, self.samples = 0, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"tree-memory-{root}", daemon=True)
+
+    def sample(self) -> int:
+        """Take one sample now; return the tree's summed VmRSS (KiB)."""
+        tree = process_tree(self.root)
+        total = sum(rss_kib(pid) for pid in tree)
+        self.samples += 1
+        if total > self.peak_kib:
+            self.peak_kib, self.peak_processes = total, len(tree)
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    @property
+    def peak_mib(self) -> float:
+        """The largest summed VmRSS seen, in MiB."""
+        return self.peak_kib / 1024
+
+    def __enter__(self) -> TreeMemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def kedro_run_tree(cwd: Path, args: Sequence[str], log: Path | None = None) -> tuple[float, float]:
+    """Wall seconds and peak memory summed over the process tree (MiB, :class:`TreeMemorySampler`) of
+    ``kedro run *args`` in a fresh process started in ``cwd``; its output goes to ``log`` (or nowhere)."""
+    kedro = Path(sys.executable).with_name("kedro")
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "COLUMNS": "200"}
+    env.pop("KEDRO_ENV", None)
+    with open(log or os.devnull, "w") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen([str(kedro), "run", *args], cwd=cwd, env=env, stdout=output, stderr=output)
+        with TreeMemorySampler(process.pid) as sampler:
+            status = process.wait()
+        seconds = time.perf_counter() - started
+    if status != 0:
+        tail = log.read_text()[-3000:] if log else ""
+        raise RuntimeError(f"kedro run {' '.join(args)} failed (exit {status}): {tail}")
+    return seconds, sampler.peak_mib
