@@ -31,9 +31,9 @@ as Arrow with timestamps naive in UTC, as every backend of the platform stores t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import sqlglot
@@ -45,8 +45,10 @@ from aep_propensity.platform.aep.queries import ctas_sql, drop_table_sql, probe_
 from aep_propensity.platform.aep.xdm import flat_view_sql, mapping_for, to_nested
 from aep_propensity.platform.core.chunks import conform_chunk
 from aep_propensity.platform.core.port import (
+    ARROW_TYPES,
     CANONICAL_DIALECT,
     INTERACTIVE_ROW_LIMIT,
+    Column,
     DatasetSpec,
     Field,
     PlatformError,
@@ -58,6 +60,8 @@ from aep_propensity.platform.core.sql import identifier, literal, transpile
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+_MISSING = object()
 
 #: The Query Service dialect and path style of a real sandbox (conf/aep/globals.yml).
 DIALECT = "spark"
@@ -111,10 +115,11 @@ class AEPRenderingOnSpark:
         """The Query Service table of the flat dataset ``name``'s XDM dataset (``profiles_xdm``)."""
         return check_name(f"{name}{XDM_SUFFIX}")
 
-    def load(self, name: str, table: pa.Table, spec: DatasetSpec, replace: bool = True) -> str:
+    def load(self, name: str, table: pa.Table, spec: DatasetSpec | None = None, replace: bool = True) -> str:
         """Ingest ``table`` (flat, ``spec``'s columns) as one batch of the XDM dataset ``<name>_xdm`` and
         (re)define the flat view ``name`` over it; appended after earlier batches unless ``replace``.
-        Returns the dataset's table name."""
+        Without ``spec``, the table's own columns (:func:`spec_of`). Returns the dataset's table name."""
+        spec = spec_of(name, table.schema) if spec is None else spec
         if spec.name != name:
             raise ValueError(f"spec {spec.name!r} is not dataset {name!r}")
         mapping = mapping_for(spec, self.tenant)
@@ -139,10 +144,11 @@ class AEPRenderingOnSpark:
 
     # -- Query Service ----------------------------------------------------------------------------
 
-    def query(self, canonical_sql: str) -> pa.Table:
-        """Run an interactive canonical-dialect query as the backend sends it; flat Arrow columns. As on
-        the backend, a result of ``interactive_row_limit`` rows or more is an error (read it with :meth:`read`)."""
-        table = self.read(canonical_sql)
+    def query(self, canonical_sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """Run an interactive canonical-dialect query as the backend sends it; flat Arrow columns. ``?``
+        placeholders take ``params`` as typed literals (:func:`bind`). As on the backend, a result of
+        ``interactive_row_limit`` rows or more is an error (read it with :meth:`read`)."""
+        table = self.read(bind(canonical_sql, tuple(params)) if params else canonical_sql)
         if table.num_rows >= self.interactive_row_limit:
             raise PlatformError(
                 f"interactive query reached the interactive row limit of {self.interactive_row_limit:,}"
@@ -189,18 +195,30 @@ class AEPRenderingOnSpark:
         self.spark.sql(f"DROP DATABASE IF EXISTS {self._database()} CASCADE")
 
 
+def spec_of(name: str, schema: pa.Schema) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a flat Arrow schema of the platform's column types (no identity)."""
+    logical = {str(arrow): kind for kind, arrow in ARROW_TYPES.items()}
+    unknown = [f"{f.name}: {f.type}" for f in schema if str(f.type) not in logical]
+    if unknown:
+        raise ValueError(f"columns of no platform type: {unknown}")
+    return DatasetSpec(name, tuple(Column(f.name, logical[str(f.type)]) for f in schema))  # type: ignore[arg-type]
+
+
 def bind(predicate: str, params: tuple) -> str:
-    """A canonical-dialect predicate with its ``?`` placeholders replaced, in order, by typed literals
-    (:func:`~aep_propensity.platform.core.sql.literal`): never pasted text."""
+    """Canonical-dialect SQL (a predicate or a query) with its ``?`` placeholders replaced, in order, by
+    typed literals (:func:`~aep_propensity.platform.core.sql.literal`): never pasted text."""
     values = iter(params)
 
     def replace(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Placeholder):
-            return sqlglot.parse_one(literal(next(values)), read=CANONICAL_DIALECT)
-        return node
+        if not isinstance(node, exp.Placeholder):
+            return node
+        value = next(values, _MISSING)
+        if value is _MISSING:
+            raise ValueError("fewer parameters than placeholders")
+        return sqlglot.parse_one(literal(value), read=CANONICAL_DIALECT)
 
     bound = sqlglot.parse_one(predicate, read=CANONICAL_DIALECT).transform(replace)
-    if next(values, None) is not None:
+    if next(values, _MISSING) is not _MISSING:
         raise ValueError("more parameters than placeholders")
     return bound.sql(CANONICAL_DIALECT)
 

@@ -314,6 +314,12 @@ def test_interactive_row_limit_and_replacing_batches(spark_session, tmp_path, wo
         assert engine.read('SELECT * FROM "profiles" ORDER BY ecid').equals(profiles.slice(0, 100).sort_by("ecid"))
         engine.load("profiles", profiles.slice(100, 5), PROFILES)
         assert engine.handle("profiles").row_count == 5
+        gold = engine.query('SELECT count(*) AS n FROM "profiles" WHERE loyalty_tier = ?', ["gold"])
+        assert gold.column("n").to_pylist() == [profiles.slice(100, 5).column("loyalty_tier").to_pylist().count("gold")]
+        other = pa.table({"ecid": ["a", "b"], "points": [1, None], "seen": pa.array([NOW, None], pa.timestamp("us"))})
+        engine.load("other_table", other)  # no spec: the table's own columns, under _{tenant}
+        assert f"_{TENANT}.points AS `points`" in engine.rendered[-1]
+        assert engine.read('SELECT * FROM "other_table" ORDER BY ecid').equals(other)
         assert not engine.spark.catalog.tableExists("propensity_scores_xdm")
     finally:
         engine.close()
