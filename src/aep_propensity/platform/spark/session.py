@@ -10,9 +10,9 @@ every transfer between Python and the JVM.
   static ones (``spark.driver.memory``, ``spark.ui.enabled``) included, if this call starts the JVM.
 * ``connect``: a Spark Connect server at ``config.remote`` (``sc://host:port``, from SPARK_REMOTE
   or ``platform.remote``). Only runtime SQL settings can be set on a Connect session (through
-  ``spark.conf.set``): :data:`SESSION_CONF`, ``spark.sql.shuffle.partitions`` and
-  ``config.spark_conf``. ``driver_memory`` and other static settings belong to the server's own
-  start-up; a static key in ``spark_conf`` is an error naming it.
+  ``spark.conf.set``): :data:`SESSION_CONF` (but for :data:`CLASSIC_ONLY_CONF`),
+  ``spark.sql.shuffle.partitions`` and ``config.spark_conf``. ``driver_memory`` and other static
+  settings belong to the server's own start-up; a static key in ``spark_conf`` is an error naming it.
 * ``databricks``: Databricks Connect (the ``databricks`` extra, in its own virtual environment),
   configured by its own environment variables or profile; settings as for ``connect``.
 
@@ -50,6 +50,9 @@ SESSION_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
 }
+
+#: Settings of :data:`SESSION_CONF` that only classic PySpark reads (Spark Connect has no non-Arrow path).
+CLASSIC_ONLY_CONF: frozenset[str] = frozenset({"spark.sql.execution.arrow.pyspark.fallback.enabled"})
 
 #: How long reaching a Spark Connect server may take before the session fails (seconds).
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -92,11 +95,17 @@ def spark_session(config: SparkConfig) -> SparkSession:
     raise PlatformError(f"unknown platform.session {config.session!r}: choose local, connect or databricks")
 
 
-def runtime_conf(config: SparkConfig) -> dict[str, str]:
+def runtime_conf(config: SparkConfig, remote: bool = False) -> dict[str, str]:
     """The settings a running session takes (``spark.conf.set``): :data:`SESSION_CONF`, the shuffle
-    partitions and ``config.spark_conf`` (which wins)."""
+    partitions and ``config.spark_conf`` (which wins).
+
+    A ``remote`` (Connect) session leaves out :data:`CLASSIC_ONLY_CONF` (unless ``spark_conf`` names it):
+    its client always transfers data through Arrow, and its server warns that the setting is not
+    supported.
+    """
+    session_conf = {key: value for key, value in SESSION_CONF.items() if not (remote and key in CLASSIC_ONLY_CONF)}
     return {
-        **SESSION_CONF,
+        **session_conf,
         "spark.sql.shuffle.partitions": str(config.shuffle_partitions),
         **config.spark_conf,
     }
@@ -193,7 +202,7 @@ def _connect_session(config: SparkConfig) -> SparkSession:
                 f"the Spark Connect server at {shown} does not answer: {mask_secrets(_first_line(exc))}; check "
                 "that it is a running Spark Connect server (PySpark 4) and SPARK_REMOTE or platform.remote"
             ) from None
-        _apply_runtime_conf(session, runtime_conf(config), f"the Spark Connect session at {shown}")
+        _apply_runtime_conf(session, runtime_conf(config, remote=True), f"the Spark Connect session at {shown}")
     except PlatformError:
         _close_quietly(session)
         raise
@@ -313,7 +322,7 @@ def _databricks_session(config: SparkConfig) -> SparkSession:
             "with DATABRICKS_TOKEN and DATABRICKS_CLUSTER_ID (or DATABRICKS_SERVERLESS_COMPUTE_ID=auto), or "
             "DATABRICKS_CONFIG_PROFILE naming a profile of ~/.databrickscfg"
         ) from None
-    _apply_runtime_conf(session, runtime_conf(config), "the Databricks Connect session")
+    _apply_runtime_conf(session, runtime_conf(config, remote=True), "the Databricks Connect session")
     return session
 
 
