@@ -137,10 +137,12 @@ def duck_table(platform: LocalPlatform, sql: str) -> pa.Table:
 
 
 def logical_type(arrow: pa.DataType) -> str:
-    """The port's logical type of an Arrow type (any integer is int64), else a name that differs from all of them."""
+    """The logical type of an Arrow type, integer widths kept (a CTAS table keeps its width, and exports
+    carry it to the model); a decimal, an interval or anything else is a name that matches no other."""
+    if pa.types.is_integer(arrow):
+        return f"int{arrow.bit_width}"
     checks = [
-        (pa.types.is_integer, "int64"),
-        (pa.types.is_floating, "float64"),
+        (pa.types.is_float64, "float64"),
         (pa.types.is_boolean, "bool"),
         (pa.types.is_timestamp, "timestamp"),
         (pa.types.is_date, "date"),
