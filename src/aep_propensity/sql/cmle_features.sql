@@ -4,6 +4,8 @@
 -- random event, chosen by a seeded hash, for the others. Scoring keeps each person's latest event.
 -- TIME_BETWEEN_PREVIOUS_MATCH is written portably: the running max of matching timestamps is the
 -- last match, the current row included (so the matching row itself gives 0, as in the original).
+-- Minutes are whole minutes of the exact difference in microseconds (date_diff; epoch() is whole
+-- seconds on Spark), so every engine floors the same number.
 WITH clean_events AS (
     SELECT "_id" AS event_id, ecid, "eventType" AS event_type, "timestamp" AS ts
     FROM {{ events }}
@@ -22,9 +24,9 @@ running AS (
             AS {{ feature.name }},
         {%- endfor %}
         {%- for feature in recency %}
-        CAST(floor((epoch(ts) - epoch(max(CASE WHEN event_type = {{ feature.literal }} THEN ts END)
-            OVER (PARTITION BY ecid ORDER BY ts, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))) / 60)
-            AS BIGINT) AS {{ feature.name }},
+        CAST(floor(CAST(date_diff('microsecond', max(CASE WHEN event_type = {{ feature.literal }} THEN ts END)
+            OVER (PARTITION BY ecid ORDER BY ts, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), ts)
+            AS DOUBLE) / 60000000) AS BIGINT) AS {{ feature.name }},
         {%- endfor %}
         {%- if training %}
         row_number() OVER (PARTITION BY ecid ORDER BY md5(event_id || {{ seed }}), event_id) AS pick

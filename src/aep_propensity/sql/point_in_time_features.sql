@@ -5,6 +5,10 @@
 -- data window (the data-quality report counts the rest). Features use events in
 -- [lookback_start, cutoff); training keeps people not converted before the cutoff and labels a
 -- conversion in [cutoff, horizon_end); scoring keeps everyone and flags who already converted.
+-- Written so that every engine computes the same types and values: time differences as whole
+-- microseconds (date_diff, exact, where epoch() is whole seconds on Spark), days between dates by
+-- date_diff (a date minus a date is an INTERVAL on Spark), and explicit CASTs to DOUBLE and BIGINT
+-- (a division by a decimal literal is a DECIMAL on Spark).
 WITH clean_events AS (
     SELECT ecid, "eventType" AS event_type, "timestamp" AS ts
     FROM {{ events }}
@@ -44,7 +48,10 @@ SELECT
     {%- for window in recent %}
     coalesce(a.{{ type.recent[loop.index0] }}, 0) AS {{ type.recent[loop.index0] }},
     {%- endfor %}
-    coalesce((epoch({{ cutoff }}) - epoch(a.{{ type.last_seen }})) / 86400.0, {{ no_event_days }}) AS {{ type.days_since }},
+    coalesce(
+        CAST(date_diff('microsecond', a.{{ type.last_seen }}, {{ cutoff }}) AS DOUBLE) / 86400000000,
+        CAST({{ no_event_days }} AS DOUBLE)
+    ) AS {{ type.days_since }},
     {%- endfor %}
     {%- for rate in rates %}
     coalesce(CAST(a.{{ rate.numerator }} AS DOUBLE) / NULLIF(a.{{ rate.denominator }}, 0), 0.0) AS {{ rate.name }},
@@ -53,7 +60,7 @@ SELECT
     coalesce(a.active_days, 0) AS active_days,
     p.loyalty_tier,
     p.loyalty_points,
-    {{ cutoff_date }} - p.loyalty_join_date AS tenure_days,
+    CAST(date_diff('day', p.loyalty_join_date, {{ cutoff_date }}) AS BIGINT) AS tenure_days,
     {{ cutoff_year }} - p.birth_year AS age,
     p.gender,
     p.state,
