@@ -3,10 +3,16 @@
 3,000 simulated people (the project's simulator, the test environment's size) and two scoring runs are
 loaded on both engines: on Spark as the aep backend's nested XDM datasets behind its flat views
 (:class:`~tests.sandbox_sql.spark_sandbox.AEPRenderingOnSpark`), on DuckDB through the local platform.
-The featurization nodes' SQL (training and scoring features, data quality, EDA), the scoring
-pipeline's ``enriched_profiles`` view, the activation pipeline's score histogram and the audiences
-(the activation parameters' tiers and rules, as PQL) then run on both, and every result must be the
-same: same columns and rows, same logical types, floats within 1e-9 relative.
+The featurization nodes' SQL (training and scoring features of both feature sets, data quality,
+EDA), the evaluation pipeline's oracle history, the scoring pipeline's ``enriched_profiles`` view,
+the activation pipeline's score histogram and the audiences (the activation parameters' tiers and
+rules, as PQL) then run on both, and every result must be the same: same columns and rows, same
+logical types (integer widths kept), floats within 1e-9 relative.
+
+Audiences: AEP evaluates a segment definition's PQL itself; the backend only compiles it
+(:func:`~aep_propensity.platform.core.pql.compile_pql`) to refuse a bad rule. Here the compiled
+predicate runs on Spark over the flat ``enriched_profiles`` view, against the embedded platform's
+own evaluation (upserted and evaluated audiences, read from ``audience_membership``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import yaml
 from aep_propensity.parameters import TimeDesign
 from aep_propensity.pipelines.activation import nodes as activation
 from aep_propensity.pipelines.activation.params import ActivationParams
+from aep_propensity.pipelines.evaluation.nodes import select_oracle_history
 from aep_propensity.pipelines.featurization import nodes as featurization
 from aep_propensity.pipelines.featurization.params import FeaturizationParams
 from aep_propensity.pipelines.scoring.nodes import build_enriched_profiles
@@ -184,7 +191,7 @@ def differences(expected: pa.Table, got: pa.Table, keys: list[str]) -> list[str]
 def assert_same(embedded: LocalPlatform, sandbox: AEPRenderingOnSpark, table: str, keys: list[str]) -> None:
     """The table ``table`` holds the same rows, types and values on both engines."""
     query = f"SELECT * FROM {identifier(table)}"
-    found = differences(duck_table(embedded, query), sandbox.query(query), keys)
+    found = differences(duck_table(embedded, query), sandbox.read(query), keys)
     assert not found, f"{table} on Spark (as rendered for a sandbox) differs from DuckDB:\n  " + "\n  ".join(found)
 
 
@@ -223,10 +230,11 @@ EDA = {
     "eda_events_per_day": (lambda events, _: featurization.explore_events_per_day(events), ["day", "event_type"]),
     "eda_precedence": (lambda events, _: featurization.explore_precedence(events), ["first_type", "later_type"]),
     "eda_correlation": (lambda events, _: featurization.explore_correlation(events, FEATURES), ["event_type"]),
+    "oracle_history": (lambda events, _: select_oracle_history(events, TIME), ["ecid", "eventType", "timestamp"]),
 }
 
 
-def test_eda_equals_the_embedded_run(embedded, sandbox):
+def test_eda_data_quality_and_oracle_history_equal_the_embedded_run(embedded, sandbox):
     on_both(embedded, sandbox, lambda events, profiles: {name: sql(events, profiles) for name, (sql, _) in EDA.items()})
     for name, (_, keys) in EDA.items():
         assert_same(embedded, sandbox, name, keys)
