@@ -88,7 +88,7 @@ class SparkIngestion:
             table = conform_chunk(chunk, spec, files, refuse_nul=False)
             if table.num_rows:
                 with fs.open(f"{folder}/part-{files}.parquet", "wb") as handle:
-                    pq.write_table(utc_arrow(table), handle)
+                    pq.write_table(utc_arrow(table, spec), handle)
             rows += table.num_rows
         return rows, files
 
@@ -151,6 +151,6 @@ def _conforming(
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for index, batch in enumerate(batches, start=1):
-            yield from utc_arrow(conform_chunk(transform(batch), spec, index, refuse_nul=False)).to_batches()
+            yield from utc_arrow(conform_chunk(transform(batch), spec, index, refuse_nul=False), spec).to_batches()
 
     return run

@@ -45,10 +45,12 @@ def spark_schema(spec: DatasetSpec) -> T.StructType:
     return T.StructType([T.StructField(c.name, SPARK_TYPES[c.type], True) for c in spec.columns])
 
 
-def utc_arrow(table: pa.Table) -> pa.Table:
-    """``table`` with its naive (UTC) timestamps marked UTC, as Spark reads and writes them."""
+def utc_arrow(table: pa.Table, spec: DatasetSpec) -> pa.Table:
+    """A conformed chunk of ``spec`` in the exact Arrow types Spark takes: plain strings (no dictionaries),
+    and timestamps marked UTC (they are naive UTC)."""
     fields = [
-        pa.field(f.name, pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type) else f for f in table.schema
+        pa.field(f.name, pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type) else f
+        for f in spec.arrow_schema
     ]
     return table.cast(pa.schema(fields))
 
