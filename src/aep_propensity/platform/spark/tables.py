@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,11 @@ from .settings import SparkSettings
 from .store import TableStore
 
 logger = logging.getLogger(__name__)
+
+# PySpark 4 warns on every session and Arrow UDF that it does not fully support pandas 3; this backend hands
+# Spark no pandas object (rows cross as Arrow: createDataFrame is never given a DataFrame, reads use toArrow,
+# scoring mapInArrow), so the warning does not apply to it.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 SPARK_TYPES: dict[str, T.DataType] = {
     "string": T.StringType(),
