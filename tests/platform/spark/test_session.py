@@ -17,11 +17,12 @@ import pytest
 
 from aep_propensity.platform import PlatformError
 from aep_propensity.platform.config import SparkConfig
+from aep_propensity.platform.spark import session as session_module
 from aep_propensity.platform.spark.session import CLASSIC_ONLY_CONF, CONNECT_TIMEOUT_SECONDS, SESSION_CONF
 from aep_propensity.platform.spark.session import spark_session as make_session
 from tests.conftest import require_module
 
-SERVER_START_SECONDS = 40.0
+SERVER_START_SECONDS = 90.0  # a failure threshold: it starts in 6-25 s (2 cores, idle to loaded)
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
 
@@ -46,11 +47,14 @@ def listening(port: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def connect_server(tmp_path_factory) -> Iterator[str]:
+@pytest.fixture(scope="module", autouse=True)
+def connect_server_process(tmp_path_factory) -> Iterator[tuple[subprocess.Popen, int, Path] | None]:
     """A real Spark Connect server (PySpark's own jars, through its spark-submit) on a free loopback port,
-    in its own process group, stopped afterwards; yields its ``sc://`` URL."""
-    require_module("pyspark", "pip install -e '.[spark]'")
+    in its own process group, started as the module begins (it boots while the local tests run) and
+    stopped afterwards."""
+    if importlib.util.find_spec("pyspark") is None:
+        yield None
+        return
     spark_home = Path(importlib.util.find_spec("pyspark").origin).parent
     port = free_port()
     log = tmp_path_factory.mktemp("connect") / "server.log"
@@ -79,13 +83,7 @@ def connect_server(tmp_path_factory) -> Iterator[str]:
             command, stdout=output, stderr=subprocess.STDOUT, env=environment, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while not listening(port):
-            if server.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                pytest.fail(f"the Spark Connect server did not start within {SERVER_START_SECONDS:g} s:\n{tail}")
-            time.sleep(0.2)
-        yield f"sc://127.0.0.1:{port}"
+        yield server, port, log
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -94,6 +92,20 @@ def connect_server(tmp_path_factory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+
+
+@pytest.fixture
+def connect_server(connect_server_process) -> str:
+    """The ``sc://`` URL of the real Spark Connect server, once it listens."""
+    require_module("pyspark", "pip install -e '.[spark]'")
+    server, port, log = connect_server_process
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while not listening(port):
+        if server.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-2000:]
+            pytest.fail(f"the Spark Connect server did not start within {SERVER_START_SECONDS:g} s:\n{tail}")
+        time.sleep(0.2)
+    return f"sc://127.0.0.1:{port}"
 
 
 # -- local mode ----------------------------------------------------------------------------------------
@@ -175,6 +187,21 @@ def test_connect_without_a_server_fails_in_bounded_time(tmp_path):
     assert "connection refused" in message
     assert "not-a-real-secret-1234" not in message
     assert "token=***" in message
+
+
+def test_connect_to_a_silent_listener_fails_in_bounded_time(tmp_path, monkeypatch):
+    """Something accepts TCP connections but never speaks gRPC: a PlatformError after the bounded wait
+    (shortened here from CONNECT_TIMEOUT_SECONDS to 2 s)."""
+    require_module("pyspark", "pip install -e '.[spark]'")
+    require_module("grpc", "pip install -e '.[spark]'")
+    monkeypatch.setattr(session_module, "CONNECT_TIMEOUT_SECONDS", 2.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        started = time.monotonic()
+        with pytest.raises(PlatformError, match="accepts TCP connections, but no gRPC connection"):
+            make_session(config(tmp_path, session="connect", remote=f"sc://127.0.0.1:{silent.getsockname()[1]}"))
+        assert 2.0 <= time.monotonic() - started < 2.0 + 8
 
 
 def test_connect_without_a_remote_names_where_to_set_it(tmp_path):
