@@ -216,6 +216,14 @@ EXCLUDED: dict[str, Excluded] = {
     'pip install -e ".[aep]"': Excluded(
         "an install for a real sandbox (adlfs)", f'{DRY_INSTALL} -e ".[aep]"', "project"
     ),
+    'pip install -e ".[spark]"': Excluded(
+        "an install; .ci/run installs the spark extra", f'{DRY_INSTALL} -e ".[spark]"', "project"
+    ),
+    'pip install -e ".[databricks]"': Excluded(
+        "an install for Databricks Connect, which conflicts with the spark extra's PySpark (its own venv)",
+        f'{DRY_INSTALL} -e ".[databricks]"',
+        "project",
+    ),
     "pip install --no-deps aepp==0.6.0": Excluded("an install; .ci/run installs it", f"{DRY_INSTALL} aepp==0.6.0"),
     "pytest": Excluded("the test suite itself (recursion)", "pytest --version"),
     "kedro viz run": Excluded("a server", "kedro viz run --help"),
@@ -243,6 +251,14 @@ EXCLUDED_FAMILIES: dict[str, Excluded] = {
     "--env aep": Excluded("needs AEP credentials (tested against the emulator in tests/platform/aep)"),
     "--env emulator": Excluded(
         "needs a running aep-emulator; tests/test_emulator_run.py runs this environment end to end"
+    ),
+    "SPARK_REMOTE=": Excluded(
+        "needs a Spark Connect server; tests/platform/spark/test_session.py connects to a real local one"
+    ),
+    "DATABRICKS_CONFIG_PROFILE=": Excluded("needs a Databricks workspace and databricks-connect (its own venv)"),
+    "--env spark": Excluded(
+        "minutes of Spark; tests/test_spark_run.py runs this environment end to end against the embedded run",
+        "kedro catalog describe-datasets --env spark -p scoring",
     ),
 }
 
