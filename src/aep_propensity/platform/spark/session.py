@@ -33,14 +33,25 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.port import PlatformError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from ..config import SparkConfig
+
+class SessionSettings(Protocol):
+    """What a session needs of the backend's configuration (``aep_propensity.platform.config.SparkConfig``,
+    not imported: the configuration sits above the backends)."""
+
+    session: str
+    master: str
+    remote: str | None
+    driver_memory: str
+    shuffle_partitions: int
+    spark_conf: dict[str, str]
+
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +92,7 @@ _DATABRICKS_TOKEN = re.compile(r"dapi[0-9a-f]{16,}")
 _LOCK = threading.Lock()
 
 
-def spark_session(config: SparkConfig) -> SparkSession:
+def spark_session(config: SessionSettings) -> SparkSession:
     """The session ``config.session`` asks for, with :data:`SESSION_CONF` and ``config.spark_conf``.
 
     Raises :class:`PlatformError` when the session cannot be had (never a silent local fallback).
@@ -95,7 +106,7 @@ def spark_session(config: SparkConfig) -> SparkSession:
     raise PlatformError(f"unknown platform.session {config.session!r}: choose local, connect or databricks")
 
 
-def runtime_conf(config: SparkConfig, remote: bool = False) -> dict[str, str]:
+def runtime_conf(config: SessionSettings, remote: bool = False) -> dict[str, str]:
     """The settings a running session takes (``spark.conf.set``): :data:`SESSION_CONF`, the shuffle
     partitions and ``config.spark_conf`` (which wins).
 
@@ -126,7 +137,7 @@ def mask_secrets(text: str) -> str:
 # -- local mode ----------------------------------------------------------------------------------------
 
 
-def _local_session(config: SparkConfig) -> SparkSession:
+def _local_session(config: SessionSettings) -> SparkSession:
     """A session in local mode (``config.master``), static settings included."""
     set_variables = [name for name in _CONNECT_ENVIRONMENT if os.environ.get(name)]
     if set_variables:
@@ -159,7 +170,7 @@ def _local_session(config: SparkConfig) -> SparkSession:
 # -- Spark Connect -------------------------------------------------------------------------------------
 
 
-def _connect_session(config: SparkConfig) -> SparkSession:
+def _connect_session(config: SessionSettings) -> SparkSession:
     """A Spark Connect session at ``config.remote``, reached in bounded time."""
     if not config.remote:
         raise PlatformError(
@@ -303,7 +314,7 @@ def _diagnose(host: str, port: int) -> str:
 # -- Databricks Connect --------------------------------------------------------------------------------
 
 
-def _databricks_session(config: SparkConfig) -> SparkSession:
+def _databricks_session(config: SessionSettings) -> SparkSession:
     """A Databricks Connect session (configured by Databricks' own environment variables or profile)."""
     try:
         from databricks.connect import DatabricksSession  # noqa: PLC0415 - the databricks extra, optional
