@@ -23,9 +23,12 @@ nowhere else; :class:`AEPRenderingOnSpark` runs it on a local Spark session:
 
 Each instance works in its own Spark session (``spark.newSession()``) and its own database under
 ``folder``, so instances sharing one JVM never see each other's tables. Query Service exposes an XDM
-``date-time`` as ``TIMESTAMP`` (UTC), so the session reads the Parquet timestamps (written without a
-zone, as the backend writes them) as ``TIMESTAMP`` rather than ``TIMESTAMP_NTZ``; results come back
-as Arrow with timestamps naive in UTC, as every backend of the platform stores them.
+``date-time`` as ``TIMESTAMP`` (an instant), so the session reads the Parquet timestamps (written
+without a zone, as the backend writes them) as ``TIMESTAMP`` rather than ``TIMESTAMP_NTZ``, in a
+session time zone of UTC: the rendered SQL's timestamp literals are ``TIMESTAMP_NTZ``, which Spark
+compares with a ``TIMESTAMP`` column in the session's zone, so in another zone window boundaries and
+``CAST(ts AS DATE)`` move by its offset. Results come back as Arrow with timestamps naive in UTC, as
+every backend of the platform stores them.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class AEPRenderingOnSpark:
         self.interactive_row_limit = interactive_row_limit
         self.spark = spark.newSession()
         self.spark.conf.set("spark.sql.parquet.inferTimestampNTZ.enabled", "false")
+        self.spark.conf.set("spark.sql.session.timeZone", "UTC")
         self.folder = Path(folder)
         self.tenant = tenant
         self.database = f"sandbox_{uuid.uuid4().hex[:12]}"
