@@ -44,6 +44,7 @@ class Root:
     cores: int | None = None
     setup: dict[str, float] = field(default_factory=dict)  # pipeline: wall seconds
     timed: dict[str, tuple[float, float]] = field(default_factory=dict)  # pipeline: (seconds, peak MiB)
+    peaks: dict[str, dict[str, float]] = field(default_factory=dict)  # pipeline: {command name: MiB at the peak}
 
     @property
     def name(self) -> str:
@@ -81,8 +82,9 @@ def make_root(folder: Path, cores: int | None) -> Root:
     return Root(target, cores)
 
 
-def run(root: Root, pipeline: str, people: int) -> tuple[float, float]:
-    """Seconds and peak tree memory (MiB) of ``kedro run --pipelines pipeline`` on ``root``."""
+def run(root: Root, pipeline: str, people: int) -> tuple[float, float, dict[str, float]]:
+    """Seconds, peak tree memory (MiB) and that peak by command name of ``kedro run --pipelines pipeline``
+    on ``root``."""
     args = [*root.env_args, "--pipelines", pipeline, "--params", f"data_generation.people={people}"]
     return kedro_run_tree(root.folder, args, log=root.folder / f"{pipeline}.log")
 
@@ -99,17 +101,18 @@ def bench(root: Root, people: int, model_from: Root | None) -> None:
     pipeline of TIMED, print as it goes. A failed pipeline is printed (its log kept under ``--keep``) and
     the root's later pipelines are skipped."""
     try:
-        root.setup["data_generation"], _ = run(root, "data_generation", people)
+        root.setup["data_generation"], *_ = run(root, "data_generation", people)
         print(f"[{root.name}] setup: data_generation {root.setup['data_generation']:.1f} s", flush=True)
         for pipeline in TIMED:
             if pipeline == "scoring" and model_from is None:
-                root.setup["training"], _ = run(root, "training", people)
+                root.setup["training"], *_ = run(root, "training", people)
                 print(f"[{root.name}] setup: training {root.setup['training']:.1f} s", flush=True)
             elif pipeline == "scoring" and model_from is not None:
                 copy_model(model_from, root)
-            root.timed[pipeline] = run(root, pipeline, people)
-            seconds, peak = root.timed[pipeline]
-            print(f"[{root.name}] {pipeline}: {seconds:.1f} s, peak tree memory {peak:,.0f} MiB", flush=True)
+            seconds, peak, by_name = run(root, pipeline, people)
+            root.timed[pipeline], root.peaks[pipeline] = (seconds, peak), by_name
+            parts = ", ".join(f"{name} {mib:,.0f}" for name, mib in sorted(by_name.items(), key=lambda item: -item[1]))
+            print(f"[{root.name}] {pipeline}: {seconds:.1f} s, peak tree memory {peak:,.0f} MiB ({parts})", flush=True)
     except (RuntimeError, OSError) as error:
         print(f"[{root.name}] failed: {str(error)[-1500:]}", flush=True)
 

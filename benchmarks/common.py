@@ -127,13 +127,23 @@ def process_tree(root: int) -> list[int]:
 
 def rss_kib(pid: int) -> int:
     """Resident memory (VmRSS, KiB) of process ``pid`` now; 0 if it ended or has none (a zombie)."""
+    return named_rss_kib(pid)[1]
+
+
+def named_rss_kib(pid: int) -> tuple[str, int]:
+    """The command name (``Name:``, e.g. ``java``, ``python3``) and VmRSS (KiB) of process ``pid`` now;
+    ``("", 0)`` if it ended, 0 KiB if it has no memory (a zombie)."""
+    name, rss = "", 0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+            if line.startswith("Name:"):
+                name = line.split(maxsplit=1)[1] if len(line.split()) > 1 else ""
+            elif line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+                break
     except OSError:
-        pass
-    return 0
+        return "", 0
+    return name, rss
 
 
 class TreeMemorySampler:
@@ -148,16 +158,22 @@ class TreeMemorySampler:
     def __init__(self, root: int, interval: float = 0.2) -> None:
         self.root, self.interval = root, interval
         self.peak_kib, self.peak_processes, self.samples = 0, 0, 0
+        self.peak_by_name: dict[str, int] = {}  # command name: summed VmRSS (KiB) at the peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"tree-memory-{root}", daemon=True)
 
     def sample(self) -> int:
         """Take one sample now; return the tree's summed VmRSS (KiB)."""
         tree = process_tree(self.root)
-        total = sum(rss_kib(pid) for pid in tree)
+        by_name: dict[str, int] = {}
+        for pid in tree:
+            name, rss = named_rss_kib(pid)
+            if rss:
+                by_name[name] = by_name.get(name, 0) + rss
+        total = sum(by_name.values())
         self.samples += 1
         if total > self.peak_kib:
-            self.peak_kib, self.peak_processes = total, len(tree)
+            self.peak_kib, self.peak_processes, self.peak_by_name = total, len(tree), by_name
         return total
 
     def _run(self) -> None:
@@ -179,9 +195,10 @@ class TreeMemorySampler:
         self._thread.join()
 
 
-def kedro_run_tree(cwd: Path, args: Sequence[str], log: Path | None = None) -> tuple[float, float]:
-    """Wall seconds and peak memory summed over the process tree (MiB, :class:`TreeMemorySampler`) of
-    ``kedro run *args`` in a fresh process started in ``cwd``; its output goes to ``log`` (or nowhere)."""
+def kedro_run_tree(cwd: Path, args: Sequence[str], log: Path | None = None) -> tuple[float, float, dict[str, float]]:
+    """Wall seconds, peak memory summed over the process tree (MiB, :class:`TreeMemorySampler`) and that
+    peak by command name (MiB) of ``kedro run *args`` in a fresh process started in ``cwd``; its output
+    goes to ``log`` (or nowhere)."""
     kedro = Path(sys.executable).with_name("kedro")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "COLUMNS": "200"}
     env.pop("KEDRO_ENV", None)
@@ -194,4 +211,4 @@ def kedro_run_tree(cwd: Path, args: Sequence[str], log: Path | None = None) -> t
     if status != 0:
         tail = log.read_text()[-3000:] if log else ""
         raise RuntimeError(f"kedro run {' '.join(args)} failed (exit {status}): {tail}")
-    return seconds, sampler.peak_mib
+    return seconds, sampler.peak_mib, {name: kib / 1024 for name, kib in sampler.peak_by_name.items()}
