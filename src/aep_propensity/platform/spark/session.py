@@ -161,7 +161,8 @@ def _local_session(config: SessionSettings) -> SparkSession:
         return builder.getOrCreate()
     except Exception as exc:
         raise PlatformError(
-            f"could not start a local Spark session (master {config.master}): {_first_line(exc)}; local mode "
+            f"could not start a local Spark session (master {config.master}): {mask_secrets(_first_line(exc))}; "
+            "local mode "
             "needs Java 17 or later (java on PATH or JAVA_HOME) and PySpark 4 "
             f"({SPARK_INSTALL})"
         ) from None
