@@ -74,6 +74,9 @@ FLATTEN_PATHS = False
 class AEPRenderingOnSpark:
     """The aep backend's datasets, flat views and SQL, as a real sandbox would get them, run on Spark.
 
+    ``shuffle_partitions`` is small by default: a test's tables are small, and every shuffle of Spark
+    schedules that many tasks.
+
     Usage (another engine beside DuckDB, PostgreSQL and the emulator)::
 
         sandbox = AEPRenderingOnSpark(spark_session, tmp_path)
@@ -90,11 +93,13 @@ class AEPRenderingOnSpark:
         folder: Path,
         tenant: str = "acme",
         interactive_row_limit: int = INTERACTIVE_ROW_LIMIT,
+        shuffle_partitions: int = 2,
     ) -> None:
         self.interactive_row_limit = interactive_row_limit
         self.spark = spark.newSession()
         self.spark.conf.set("spark.sql.parquet.inferTimestampNTZ.enabled", "false")
         self.spark.conf.set("spark.sql.session.timeZone", "UTC")
+        self.spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
         self.folder = Path(folder)
         self.tenant = tenant
         self.database = f"sandbox_{uuid.uuid4().hex[:12]}"
