@@ -42,6 +42,7 @@ from aep_propensity.platform import (
     make_platform,
 )
 from aep_propensity.platform.aep.destinations import DELIVERIES
+from aep_propensity.platform.aep.queries import count_sql
 from aep_propensity.platform.aep.segmentation import AUDIENCES
 from aep_propensity.platform.core.port import PlatformError
 from aep_propensity.platform.local import LocalPlatform
@@ -221,6 +222,12 @@ def test_features_equal_the_embedded_run(embedded, sandbox, feature_set):
     )
     for name in FEATURE_TABLES:
         assert_same(embedded, sandbox, f"{name}_{feature_set}", ["ecid"])
+    # read_batches counts a query's rows first, over the query as a subquery (here one with a WITH clause)
+    training = FEATURE_TABLES["training_features"](
+        *(sandbox.handle(t) for t in ("experience_events", "profiles")), params, TIME
+    )
+    counted = sandbox.query(count_sql(training)).column("n").to_pylist()
+    assert counted == [sandbox.handle(f"training_features_{feature_set}").row_count]
 
 
 EDA = {

@@ -138,7 +138,7 @@ class QueryService:
         """Stream the rows of a canonical-dialect query: interactively when they fit the interactive row
         limit, else through a dataset export (CTAS into a scratch table, exported, read, dropped), since
         AEP caps interactive results and bulk data never travels that way."""
-        count = self.query(f"SELECT count(*) AS n FROM ({sql}) AS counted")
+        count = self.query(count_sql(sql))
         if int(count.iloc[0, 0]) < self.interactive_row_limit:  # as query(): the limit itself is an overflow
             yield from pa.Table.from_pandas(self.query(sql), preserve_index=False).to_batches(batch_rows)
             return
@@ -210,6 +210,12 @@ class QueryService:
     def _drop_table(self, name: str) -> None:
         """``DROP TABLE IF EXISTS`` through the queries API."""
         self.run_query(drop_table_sql(name, self.dialect), f"drop {name}")
+
+
+def count_sql(sql: str) -> str:
+    """``SELECT count(*) AS n FROM (<sql>) AS counted`` (canonical dialect): how
+    :meth:`QueryService.read_batches` decides between an interactive read and an export."""
+    return f"SELECT count(*) AS n FROM ({sql}) AS counted"
 
 
 def probe_sql(table: str, dialect: str) -> str:
