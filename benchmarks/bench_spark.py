@@ -31,7 +31,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import PROJECT, kedro_run_tree
+from benchmarks.common import PROJECT, TreeMemorySampler, kedro_run_tree
 
 TIMED = ("featurization", "scoring")
 
@@ -44,7 +44,7 @@ class Root:
     cores: int | None = None
     setup: dict[str, float] = field(default_factory=dict)  # pipeline: wall seconds
     timed: dict[str, tuple[float, float]] = field(default_factory=dict)  # pipeline: (seconds, peak MiB)
-    peaks: dict[str, dict[str, float]] = field(default_factory=dict)  # pipeline: {command name: MiB at the peak}
+    samplers: dict[str, TreeMemorySampler] = field(default_factory=dict)  # pipeline: what watched its tree
 
     @property
     def name(self) -> str:
@@ -82,9 +82,8 @@ def make_root(folder: Path, cores: int | None) -> Root:
     return Root(target, cores)
 
 
-def run(root: Root, pipeline: str, people: int) -> tuple[float, float, dict[str, float]]:
-    """Seconds, peak tree memory (MiB) and that peak by command name of ``kedro run --pipelines pipeline``
-    on ``root``."""
+def run(root: Root, pipeline: str, people: int) -> tuple[float, TreeMemorySampler]:
+    """Seconds of ``kedro run --pipelines pipeline`` on ``root`` and the sampler that watched its tree."""
     args = [*root.env_args, "--pipelines", pipeline, "--params", f"data_generation.people={people}"]
     return kedro_run_tree(root.folder, args, log=root.folder / f"{pipeline}.log")
 
@@ -109,10 +108,15 @@ def bench(root: Root, people: int, model_from: Root | None) -> None:
                 print(f"[{root.name}] setup: training {root.setup['training']:.1f} s", flush=True)
             elif pipeline == "scoring" and model_from is not None:
                 copy_model(model_from, root)
-            seconds, peak, by_name = run(root, pipeline, people)
-            root.timed[pipeline], root.peaks[pipeline] = (seconds, peak), by_name
-            parts = ", ".join(f"{name} {mib:,.0f}" for name, mib in sorted(by_name.items(), key=lambda item: -item[1]))
-            print(f"[{root.name}] {pipeline}: {seconds:.1f} s, peak tree memory {peak:,.0f} MiB ({parts})", flush=True)
+            seconds, sampler = run(root, pipeline, people)
+            root.timed[pipeline], root.samplers[pipeline] = (seconds, sampler.peak_mib), sampler
+            by_name = sorted(sampler.peak_by_name.items(), key=lambda item: -item[1])
+            parts = ", ".join(f"{name} {kib / 1024:,.0f}" for name, kib in by_name)
+            print(
+                f"[{root.name}] {pipeline}: {seconds:.1f} s, peak tree memory {sampler.peak_mib:,.0f} MiB ({parts}), "
+                f"tree CPU {sampler.cpu_seconds:.0f} s, mean load {sampler.mean_load:.1f}",
+                flush=True,
+            )
     except (RuntimeError, OSError) as error:
         print(f"[{root.name}] failed: {str(error)[-1500:]}", flush=True)
 

@@ -115,6 +115,16 @@ def _children_by_parent() -> dict[int, list[int]]:
     return children
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (/proc/<pid>/stat utime and stime); 0 if it
+    ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_tree(root: int) -> list[int]:
     """``root`` and every live descendant of it (children, grandchildren...)."""
     children, tree, pending = _children_by_parent(), [], [root]
@@ -159,6 +169,8 @@ class TreeMemorySampler:
         self.root, self.interval = root, interval
         self.peak_kib, self.peak_processes, self.samples = 0, 0, 0
         self.peak_by_name: dict[str, int] = {}  # command name: summed VmRSS (KiB) at the peak
+        self._cpu: dict[int, float] = {}  # pid: CPU seconds at its last sample
+        self.loads: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"tree-memory-{root}", daemon=True)
 
@@ -170,6 +182,8 @@ class TreeMemorySampler:
             name, rss = named_rss_kib(pid)
             if rss:
                 by_name[name] = by_name.get(name, 0) + rss
+            self._cpu[pid] = max(self._cpu.get(pid, 0.0), cpu_seconds(pid))
+        self.loads.append(os.getloadavg()[0])
         total = sum(by_name.values())
         self.samples += 1
         if total > self.peak_kib:
@@ -180,6 +194,16 @@ class TreeMemorySampler:
         while not self._stop.is_set():
             self.sample()
             self._stop.wait(self.interval)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds used by the processes of the tree that were sampled (see the class)."""
+        return sum(self._cpu.values())
+
+    @property
+    def mean_load(self) -> float:
+        """The mean of the 1-minute load averages sampled (0 before any sample)."""
+        return sum(self.loads) / len(self.loads) if self.loads else 0.0
 
     @property
     def peak_mib(self) -> float:
@@ -195,9 +219,9 @@ class TreeMemorySampler:
         self._thread.join()
 
 
-def kedro_run_tree(cwd: Path, args: Sequence[str], log: Path | None = None) -> tuple[float, float, dict[str, float]]:
-    """Wall seconds, peak memory summed over the process tree (MiB, :class:`TreeMemorySampler`) and that
-    peak by command name (MiB) of ``kedro run *args`` in a fresh process started in ``cwd``; its output
+def kedro_run_tree(cwd: Path, args: Sequence[str], log: Path | None = None) -> tuple[float, TreeMemorySampler]:
+    """Wall seconds of ``kedro run *args`` in a fresh process started in ``cwd``, and the
+    :class:`TreeMemorySampler` that watched its process tree (peak memory, CPU seconds, load); its output
     goes to ``log`` (or nowhere)."""
     kedro = Path(sys.executable).with_name("kedro")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "COLUMNS": "200"}
@@ -211,4 +235,4 @@ def kedro_run_tree(cwd: Path, args: Sequence[str], log: Path | None = None) -> t
     if status != 0:
         tail = log.read_text()[-3000:] if log else ""
         raise RuntimeError(f"kedro run {' '.join(args)} failed (exit {status}): {tail}")
-    return seconds, sampler.peak_mib, {name: kib / 1024 for name, kib in sampler.peak_by_name.items()}
+    return seconds, sampler
