@@ -223,7 +223,7 @@ class DuckDBEngine:
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> Result:
         """Through DuckDB's Arrow result."""
-        return Result.from_arrow(self.conn.execute(sql, list(params)).to_arrow_table())
+        return Result.from_arrow(self.conn.sql(sql, params=list(params)).to_arrow_table())
 
     def close(self) -> None:
         """Close the connection."""
