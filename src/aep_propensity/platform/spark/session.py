@@ -153,6 +153,7 @@ def _local_session(config: SessionSettings) -> SparkSession:
         .appName("aep-propensity")
         .config("spark.api.mode", "classic")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # no progress bars in the run's log
         .config("spark.driver.memory", config.driver_memory)
     )
     for key, value in runtime_conf(config).items():
