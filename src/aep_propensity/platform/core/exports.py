@@ -6,6 +6,7 @@ An export of a table is a folder ``<location>/<table>/exportTime=YYYYmmddHHMMSS/
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -13,7 +14,9 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .port import utc_now
+from .port import ExportRecord, utc_now
+
+logger = logging.getLogger(__name__)
 
 PARQUET_COMPRESSIONS = frozenset({"snappy", "zstd", "gzip", "uncompressed"})
 
@@ -52,3 +55,17 @@ def write_parquet_parts(
     finally:
         if writer is not None:
             writer.close()
+
+
+def finished_export(
+    fs: fsspec.AbstractFileSystem, folder: str, export_id: str, table: str, export_time: str
+) -> ExportRecord:
+    """The record of the export of ``table`` now complete in ``folder`` (its parts' rows and bytes), logged."""
+    parts = sorted(fs.ls(folder, detail=False))
+    rows = sum(pq.ParquetFile(path, filesystem=fs).metadata.num_rows for path in parts)
+    size = sum(fs.size(path) for path in parts)
+    record = ExportRecord(export_id, table, fs.unstrip_protocol(folder), export_time, rows, len(parts), size)
+    logger.info(
+        "Exported %s: %s rows in %d files (%s bytes) to %s", table, f"{rows:,}", len(parts), f"{size:,}", record.path
+    )
+    return record

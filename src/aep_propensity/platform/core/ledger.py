@@ -9,6 +9,9 @@ binds its values (the store's placeholders); only names chosen in the platform r
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import uuid
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -97,6 +100,14 @@ DELIVERY_COLUMNS = (
 )
 
 
+logger = logging.getLogger(__name__)
+
+
+def batch_owner() -> str:
+    """Who is loading a batch: this host and process."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
 def error_text(exc: BaseException) -> str:
     """A one-line description of an error for the ledger."""
     return f"{type(exc).__name__}: {exc}"[:2000]
@@ -163,14 +174,27 @@ class Ledger:
         rows = self.read("ledger_batches", sql + " ORDER BY created DESC", params)
         return [BatchRecord(*row) for row in rows]
 
-    def start_batch(self, conn: Any, batch_id: str, dataset: str, created: datetime, run_id: str, owner: str) -> None:
-        """Record a batch ``loading``, with the run that makes it and its owner (host and process)."""
+    def start_batch(self, conn: Any, batch_id: str, dataset: str, created: datetime, run_id: str) -> None:
+        """Record a batch ``loading``, with the run that makes it and its owner (this host and process)."""
         self.insert(
             conn,
             "ledger_batches",
             BATCH_COLUMNS,
-            [batch_id, dataset, "loading", 0, 0, created, None, None, run_id, owner],
+            [batch_id, dataset, "loading", 0, 0, created, None, None, run_id, batch_owner()],
         )
+
+    def abandon_batch(self, conn: Any, batch_id: str, owner: str | None) -> None:
+        """Mark a ``loading`` batch whose owner died failed, saying who it was and who recovered it."""
+        owner = owner or "an earlier version of this platform"
+        self.update(
+            conn,
+            "ledger_batches",
+            batch_id,
+            status="failed",
+            completed=utc_now(),
+            error=f"abandoned: its owner ({owner}) stopped mid-batch; recovered by {batch_owner()}",
+        )
+        logger.warning("Recovered batch %s: its owner (%s) stopped before it ended", batch_id, owner)
 
     def datasets(self) -> pd.DataFrame:
         """The dataset registry: name, columns and types, identity column, profile flag."""

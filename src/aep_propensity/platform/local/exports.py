@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 
 import fsspec
-import pyarrow.parquet as pq
 
-from ..core.exports import PARQUET_COMPRESSIONS, free_export_time, write_parquet_parts
+from ..core.exports import PARQUET_COMPRESSIONS, finished_export, free_export_time, write_parquet_parts
 from ..core.ledger import Ledger
 from ..core.port import ExportRecord, check_name
 from .engines import Engine
-
-logger = logging.getLogger(__name__)
 
 
 class LocalExports:
@@ -51,17 +47,6 @@ class LocalExports:
             if fs.exists(staging):
                 fs.rm(staging, recursive=True)
             raise
-        parts = sorted(fs.ls(final, detail=False))
-        rows = sum(pq.ParquetFile(path, filesystem=fs).metadata.num_rows for path in parts)
-        size = sum(fs.size(path) for path in parts)
-        record = ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, len(parts), size)
+        record = finished_export(fs, final, export_id, table, export_time)
         self.ledger.record_export(record)
-        logger.info(
-            "Exported %s: %s rows in %d files (%s bytes) to %s",
-            table,
-            f"{rows:,}",
-            len(parts),
-            f"{size:,}",
-            record.path,
-        )
         return record

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -23,11 +21,6 @@ logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = "_batch_"  # a replacing batch's staging table is _batch_<id>
 _STAGING = re.compile(STAGING_PREFIX + "[0-9a-f]{32}")
-
-
-def batch_owner() -> str:
-    """Who is loading a batch: this host and process."""
-    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 class LocalIngestion:
@@ -71,7 +64,7 @@ class LocalIngestion:
             with self.engine.connect() as conn, self.engine.hold_batch(conn, batch_id):
                 self.ledger.ensure(conn)
                 self._recover(conn)
-                self.ledger.start_batch(conn, batch_id, spec.name, created, self.run_id, batch_owner())
+                self.ledger.start_batch(conn, batch_id, spec.name, created, self.run_id)
                 self.engine.commit(conn)
                 recorded = True
                 appending = not replace and self._check_existing_columns(conn, spec)
@@ -126,16 +119,7 @@ class LocalIngestion:
                 continue
             self.ledger.execute(conn, f'DROP TABLE IF EXISTS "{STAGING_PREFIX}{batch_id}"')
             if batch_id in loading:
-                owner = loading[batch_id] or "an earlier version of this platform"
-                self.ledger.update(
-                    conn,
-                    "ledger_batches",
-                    batch_id,
-                    status="failed",
-                    completed=utc_now(),
-                    error=f"abandoned: its owner ({owner}) stopped mid-batch; recovered by {batch_owner()}",
-                )
-                logger.warning("Recovered batch %s: its owner (%s) stopped before it ended", batch_id, owner)
+                self.ledger.abandon_batch(conn, batch_id, loading[batch_id])
         self.engine.commit(conn)
 
     def _insert_chunks(

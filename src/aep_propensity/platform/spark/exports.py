@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 
 import fsspec
-import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..core.exports import PARQUET_COMPRESSIONS, free_export_time
+from ..core.exports import PARQUET_COMPRESSIONS, finished_export, free_export_time
 from ..core.ledger import Ledger
 from ..core.port import ExportRecord, check_name
 from .tables import SparkTables
-
-logger = logging.getLogger(__name__)
 
 
 class SparkExports:
@@ -65,17 +61,6 @@ class SparkExports:
             if fs.exists(staging):
                 fs.rm(staging, recursive=True)
             raise
-        parts = sorted(fs.ls(final, detail=False))
-        rows = sum(pq.ParquetFile(path, filesystem=fs).metadata.num_rows for path in parts)
-        size = sum(fs.size(path) for path in parts)
-        record = ExportRecord(export_id, table, fs.unstrip_protocol(final), export_time, rows, len(parts), size)
+        record = finished_export(fs, final, export_id, table, export_time)
         self.ledger.record_export(record)
-        logger.info(
-            "Exported %s: %s rows in %d files (%s bytes) to %s",
-            table,
-            f"{rows:,}",
-            len(parts),
-            f"{size:,}",
-            record.path,
-        )
         return record

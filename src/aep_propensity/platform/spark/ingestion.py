@@ -17,8 +17,6 @@ job and broadcast by PySpark when large), so the rows never pass through the dri
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -33,11 +31,6 @@ from ..core.port import BatchRecord, DatasetSpec, ParquetMap, SchemaMismatchErro
 from .tables import SparkTables, spark_schema, utc_arrow
 
 logger = logging.getLogger(__name__)
-
-
-def batch_owner() -> str:
-    """Who is loading a batch: this host and process."""
-    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 class SparkIngestion:
@@ -61,7 +54,7 @@ class SparkIngestion:
                 self.store.ensure(conn)
                 self.recover(conn)
                 self._check_existing_columns(conn, spec, schema, replace)
-                self.ledger.start_batch(conn, batch_id, spec.name, created, self.run_id, batch_owner())
+                self.ledger.start_batch(conn, batch_id, spec.name, created, self.run_id)
             try:
                 source = getattr(chunks, "parquet_source", lambda: None)()
                 rows, files = self._map(source, spec, part) if source else self._write(chunks, spec, part)
@@ -107,15 +100,7 @@ class SparkIngestion:
         for batch_id, owner in loading:
             if self.store.is_live(batch_id):
                 continue
-            self.ledger.update(
-                conn,
-                "ledger_batches",
-                batch_id,
-                status="failed",
-                completed=utc_now(),
-                error=f"abandoned: its owner ({owner}) stopped mid-batch; recovered by {batch_owner()}",
-            )
-            logger.warning("Recovered batch %s: its owner (%s) stopped before it ended", batch_id, owner)
+            self.ledger.abandon_batch(conn, batch_id, owner)
         for part in self.store.collect(conn):
             logger.info("Deleted %s: no table names it and its writer is gone", part)
 
