@@ -11,7 +11,7 @@ Chunks that the driver makes (generation) are conformed to the dataset's schema 
 Parquet files with pyarrow. Chunks that are a transform of Parquet files (scoring: the model over
 an export, :class:`.ParquetMap`) run where the data is instead: Spark reads the files and applies
 the transform on its executors (``mapInArrow``; the transform, model included, is pickled once per
-job and broadcast by PySpark when large), so the rows never pass through the driver.
+job on the driver, and PySpark broadcasts the pickle when it passes 1 MB), so the rows never pass through the driver.
 """
 
 from __future__ import annotations
