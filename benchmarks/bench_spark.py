@@ -1,6 +1,6 @@
 """Featurization and scoring + ingestion on Spark local mode against the embedded DuckDB, in one run.
 
-    python -m benchmarks.bench_spark                     # 1,000,000 people (about 25 min on 2 cores)
+    python -m benchmarks.bench_spark                     # 1,000,000 people (about 11 min on 2 idle vCPUs)
     python -m benchmarks.bench_spark --people 100000     # a quick check
     python -m benchmarks.bench_spark --cores 2 1         # the Spark core counts run (local[n])
 
