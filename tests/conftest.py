@@ -139,8 +139,8 @@ def spark_session(tmp_path_factory):
     """One local Spark session for the test process, with the platform's session settings; tests that
     change SQL settings or register views take ``spark_session.newSession()`` (same JVM, own state)."""
     require_module("pyspark", "pip install -e '.[spark]'")
-    from aep_propensity.platform.config import SparkConfig
-    from aep_propensity.platform.spark.session import spark_session as make_session
+    from aep_propensity.platform.config import SparkConfig  # noqa: PLC0415 - with the optional extra only
+    from aep_propensity.platform.spark.session import spark_session as make_session  # noqa: PLC0415
 
     config = SparkConfig(backend="spark", path=str(tmp_path_factory.mktemp("spark")), master="local[2]")
     session = make_session(config)

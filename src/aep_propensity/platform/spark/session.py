@@ -137,6 +137,11 @@ def mask_secrets(text: str) -> str:
 # -- local mode ----------------------------------------------------------------------------------------
 
 
+def _warehouse(path: str) -> str:
+    """Spark's warehouse folder, under the platform's data root (the platform keeps no tables there)."""
+    return f"{path.rstrip('/')}/warehouse" if "://" in path else os.path.join(os.path.abspath(path), "warehouse")
+
+
 def _local_session(config: SessionSettings) -> SparkSession:
     """A session in local mode (``config.master``), static settings included."""
     set_variables = [name for name in _CONNECT_ENVIRONMENT if os.environ.get(name)]
@@ -154,6 +159,7 @@ def _local_session(config: SessionSettings) -> SparkSession:
         .config("spark.api.mode", "classic")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")  # no progress bars in the run's log
+        .config("spark.sql.warehouse.dir", _warehouse(config.path))  # not spark-warehouse/ in the cwd
         .config("spark.driver.memory", config.driver_memory)
     )
     for key, value in runtime_conf(config).items():
