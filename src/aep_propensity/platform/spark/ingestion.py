@@ -16,6 +16,7 @@ job on the driver, and PySpark broadcasts the pickle when it passes 1 MB), so th
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyspark.sql import types as T
 
 from ..core.chunks import conform_chunk
 from ..core.ledger import Ledger, error_text
@@ -124,9 +126,15 @@ class SparkIngestion:
         if replace or entry is None or entry[1] == schema:
             return
         raise SchemaMismatchError(
-            f"dataset {spec.name!r} exists with other columns ({entry[1]}) than the batch declares "
-            f"({schema}); re-create it with a replacing batch"
+            f"dataset {spec.name!r} exists with columns {_columns(entry[1])}, but the batch declares "
+            f"{_columns(schema)}; re-create it with a replacing batch"
         )
+
+
+def _columns(schema: str | None) -> list[tuple[str, str]]:
+    """``[(column, Spark type)]`` of a recorded Spark schema (JSON), for messages."""
+    struct = T.StructType.fromJson(json.loads(schema or '{"type": "struct", "fields": []}'))
+    return [(field.name, field.dataType.simpleString()) for field in struct.fields]
 
 
 def _conforming(
