@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .port import ExportRecord, utc_now
+from .port import ExportRecord, check_name, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +60,42 @@ def write_parquet_parts(
             writer.close()
 
 
-def finished_export(
+@dataclass
+class ExportTarget:
+    """Where one export writes its parts (``staging`` on ``fs``), and, once it is in place, its ``record``."""
+
+    fs: fsspec.AbstractFileSystem
+    staging: str
+    record: ExportRecord | None = None
+
+
+@contextmanager
+def staged_export(table: str, location: str, compression: str) -> Iterator[ExportTarget]:
+    """One export of ``table`` under ``location``: the block writes its ``part-<n>.parquet`` files into the
+    target's staging folder; at its end the folder is moved into place as
+    ``<location>/<table>/exportTime=<a free second>/`` and the target gets its record (rows and bytes read
+    from the parts, logged); on any error the staging folder is removed, so a reader never sees a partial
+    export."""
+    check_name(table)
+    if compression not in PARQUET_COMPRESSIONS:
+        raise ValueError(f"compression must be one of {sorted(PARQUET_COMPRESSIONS)}, not {compression!r}")
+    fs, root = fsspec.core.url_to_fs(location.rstrip("/"))
+    export_time = free_export_time(fs, f"{root}/{table}")
+    export_id = uuid.uuid4().hex
+    target = ExportTarget(fs, f"{root}/{table}/_staging-{export_id}")
+    final = f"{root}/{table}/exportTime={export_time}"
+    fs.makedirs(f"{root}/{table}", exist_ok=True)
+    try:
+        yield target
+        fs.mv(target.staging, final, recursive=True)
+    except BaseException:
+        if fs.exists(target.staging):
+            fs.rm(target.staging, recursive=True)
+        raise
+    target.record = _finished_export(fs, final, export_id, table, export_time)
+
+
+def _finished_export(
     fs: fsspec.AbstractFileSystem, folder: str, export_id: str, table: str, export_time: str
 ) -> ExportRecord:
     """The record of the export of ``table`` now complete in ``folder`` (its parts' rows and bytes), logged."""

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
-import fsspec
-
-from ..core.exports import PARQUET_COMPRESSIONS, finished_export, free_export_time, write_parquet_parts
+from ..core.exports import staged_export, write_parquet_parts
 from ..core.ledger import Ledger
-from ..core.port import ExportRecord, check_name
+from ..core.port import ExportRecord
 from .engines import Engine
 
 
@@ -28,25 +24,12 @@ class LocalExports:
         staging folder that is moved into place when complete, so a reader never sees a partial
         export. No rows pass through pandas.
         """
-        check_name(table)
-        if compression not in PARQUET_COMPRESSIONS:
-            raise ValueError(f"compression must be one of {sorted(PARQUET_COMPRESSIONS)}, not {compression!r}")
-        fs, root = fsspec.core.url_to_fs(location.rstrip("/"))
-        export_time = free_export_time(fs, f"{root}/{table}")
-        export_id = uuid.uuid4().hex
-        staging = f"{root}/{table}/_staging-{export_id}"
-        final = f"{root}/{table}/exportTime={export_time}"
-        fs.makedirs(f"{root}/{table}", exist_ok=True)
-        try:
+        with staged_export(table, location, compression) as target:
             with self.engine.connect(read_only=True) as conn:
-                if not self.engine.native_export(conn, table, fs, staging, self.rows_per_file, compression):
+                if not self.engine.native_export(
+                    conn, table, target.fs, target.staging, self.rows_per_file, compression
+                ):
                     batches = self.engine.stream(conn, f'SELECT * FROM "{table}"', 131_072)
-                    write_parquet_parts(batches, fs, staging, self.rows_per_file, compression)
-            fs.mv(staging, final, recursive=True)
-        except BaseException:
-            if fs.exists(staging):
-                fs.rm(staging, recursive=True)
-            raise
-        record = finished_export(fs, final, export_id, table, export_time)
-        self.ledger.record_export(record)
-        return record
+                    write_parquet_parts(batches, target.fs, target.staging, self.rows_per_file, compression)
+        self.ledger.record_export(target.record)
+        return target.record

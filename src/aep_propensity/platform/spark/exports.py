@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
-import fsspec
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..core.exports import PARQUET_COMPRESSIONS, finished_export, free_export_time
+from ..core.exports import staged_export
 from ..core.ledger import Ledger
 from ..core.port import ExportRecord, check_name
 from .tables import SparkTables
@@ -27,15 +24,7 @@ class SparkExports:
         ``rows_per_file`` rows each) into a staging folder, name the parts ``part-<n>.parquet``, drop
         Spark's marker files, and move the folder into place, so a reader never sees a partial export.
         Timestamps are written as naive UTC (TIMESTAMP_NTZ), as the other backends write them."""
-        check_name(table)
-        if compression not in PARQUET_COMPRESSIONS:
-            raise ValueError(f"compression must be one of {sorted(PARQUET_COMPRESSIONS)}, not {compression!r}")
-        fs, root = fsspec.core.url_to_fs(location.rstrip("/"))
-        export_time = free_export_time(fs, f"{root}/{table}")
-        export_id = uuid.uuid4().hex
-        staging = f"{root}/{table}/_staging-{export_id}"
-        final = f"{root}/{table}/exportTime={export_time}"
-        frame = self.tables.sql(f'SELECT * FROM "{table}"')
+        frame = self.tables.sql(f'SELECT * FROM "{check_name(table)}"')
         frame = frame.select(
             *(
                 F.col(f"`{field.name}`").cast(T.TimestampNTZType()).alias(field.name)
@@ -44,7 +33,8 @@ class SparkExports:
                 for field in frame.schema.fields
             )
         )
-        try:
+        with staged_export(table, location, compression) as target:
+            fs, staging = target.fs, target.staging
             (
                 frame.write.option("maxRecordsPerFile", self.rows_per_file)
                 .option("compression", compression)
@@ -56,11 +46,5 @@ class SparkExports:
             for path in fs.ls(staging, detail=False):
                 if not path.rsplit("/", 1)[-1].startswith("part-") or not path.endswith(".parquet"):
                     fs.rm(path)
-            fs.mv(staging, final, recursive=True)
-        except BaseException:
-            if fs.exists(staging):
-                fs.rm(staging, recursive=True)
-            raise
-        record = finished_export(fs, final, export_id, table, export_time)
-        self.ledger.record_export(record)
-        return record
+        self.ledger.record_export(target.record)
+        return target.record
