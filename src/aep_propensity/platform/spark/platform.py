@@ -11,6 +11,8 @@ import logging
 import os
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
 
 import fsspec
 import pandas as pd
@@ -107,7 +109,7 @@ class SparkPlatform:
         logger.info("Created table %s with %s rows", name, f"{rows:,}")
         return self.handle(name)
 
-    def _record_failed_query(self, job_id: str, name: str, part: str, started, exc: BaseException) -> None:
+    def _record_failed_query(self, job_id: str, name: str, part: str, started: datetime, exc: BaseException) -> None:
         """Delete a failed CTAS's folder and record the failed query job."""
         folder = f"{self.tables.store.root}/{part}"
         if self.tables.store.fs.exists(folder):
@@ -144,7 +146,7 @@ class SparkPlatform:
         with self.ledger.engine.connect(read_only=True) as conn:
             return self._has_registry(conn) and self.tables.store.entry(conn, table) is not None
 
-    def _has_registry(self, conn) -> bool:
+    def _has_registry(self, conn: Any) -> bool:
         """Whether the ledger has its table registry yet (a fresh data root has none)."""
         return self.ledger.engine.table_columns(conn, "ledger_tables") is not None
 

@@ -83,11 +83,6 @@ class SQLiteStore:
         rows = conn.execute("SELECT name, type FROM pragma_table_info(?)", [table]).fetchall()
         return [(name, sql_type) for name, sql_type in rows] or None
 
-    def commit(self, conn: sqlite3.Connection) -> None:
-        """Commit the open transaction and start the next one on the same connection."""
-        conn.execute("COMMIT")
-        conn.execute("BEGIN IMMEDIATE")
-
 
 class TableStore:
     """The data root's tables and views, as the ledger names them, and the folders that hold them."""
