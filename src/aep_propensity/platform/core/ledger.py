@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import uuid
 from contextlib import AbstractContextManager
@@ -30,6 +31,7 @@ from .port import (
     ExportRecord,
     PlatformError,
     ProfileSource,
+    jobs_to_deliver,
     latest_successful,
     utc_now,
 )
@@ -101,6 +103,8 @@ DELIVERY_COLUMNS = (
 
 
 logger = logging.getLogger(__name__)
+
+_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def batch_owner() -> str:
@@ -323,6 +327,21 @@ class Ledger:
         if not rows or rows[0][3] != "SUCCEEDED":
             raise PlatformError(f"audience job {job_id} does not exist or did not succeed")
         return AudienceJob(*rows[0][:8]), ProfileSource.from_config(json.loads(rows[0][8])), int(rows[0][9])
+
+    def jobs_to_send(
+        self, job_ids: list[str], destination: str, force: bool
+    ) -> list[tuple[AudienceJob, ProfileSource, int]]:
+        """The jobs of ``job_ids`` to deliver to ``destination``, each with its audience's source and version:
+        every id is checked first (a malformed id, or a job that did not succeed, is an error before anything
+        is sent), then the core's delivery policy (:func:`.jobs_to_deliver`) skips what was delivered."""
+        for job_id in job_ids:
+            if not _HEX_ID.match(job_id):
+                raise PlatformError(f"not an audience job id: {job_id!r}")
+        evaluated = {job.id: (job, source, version) for job, source, version in map(self.succeeded_job, job_ids)}
+        chosen = jobs_to_deliver(
+            [job for job, _, _ in evaluated.values()], destination, self.deliveries(destination), force
+        )
+        return [evaluated[job.id] for job in chosen]
 
     def start_delivery(self, job: AudienceJob, destination: str) -> tuple[str, datetime]:
         """Record a ``running`` delivery of ``job`` to ``destination``; return its id and start."""

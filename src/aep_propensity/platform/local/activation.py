@@ -10,7 +10,6 @@ which jobs to send.
 from __future__ import annotations
 
 import logging
-import re
 from contextlib import closing
 
 import pyarrow as pa
@@ -20,18 +19,14 @@ from ..core.port import (
     AudienceJob,
     Delivery,
     Destination,
-    PlatformError,
     ProfileSource,
     check_name,
     delivery_key,
-    jobs_to_deliver,
 )
 from ..core.sql import identifier, literal, transpile
 from .engines import Engine, stream_rows
 
 logger = logging.getLogger(__name__)
-
-_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class LocalActivation:
@@ -50,17 +45,8 @@ class LocalActivation:
         destination is skipped unless ``force``.
         """
         columns = [check_name(name, "attribute") for name in attributes]
-        evaluated = {job.id: (job, source, version) for job, source, version in map(self._succeeded_job, job_ids)}
-        chosen = jobs_to_deliver(
-            [job for job, _, _ in evaluated.values()], destination.name, self.ledger.deliveries(destination.name), force
-        )
-        return [self._deliver(*evaluated[job.id], destination, columns) for job in chosen]
-
-    def _succeeded_job(self, job_id: str) -> tuple[AudienceJob, ProfileSource, int]:
-        """The successful audience job ``job_id``, its audience's profile source and version."""
-        if not _HEX_ID.match(job_id):
-            raise PlatformError(f"not an audience job id: {job_id!r}")
-        return self.ledger.succeeded_job(job_id)
+        chosen = self.ledger.jobs_to_send(job_ids, destination.name, force)
+        return [self._deliver(job, source, version, destination, columns) for job, source, version in chosen]
 
     def _deliver(
         self, job: AudienceJob, source: ProfileSource, version: int, destination: Destination, columns: list[str]

@@ -10,7 +10,6 @@ order, once; the destination reads them from that scratch copy, under the core's
 from __future__ import annotations
 
 import logging
-import re
 
 import pyarrow as pa
 from pyspark.sql import types as T
@@ -26,7 +25,6 @@ from ..core.port import (
     ProfileSource,
     check_name,
     delivery_key,
-    jobs_to_deliver,
 )
 from ..core.pql import compile_pql
 from ..core.sql import identifier, literal
@@ -44,7 +42,6 @@ MEMBERSHIP_SCHEMA = T.StructType(
         T.StructField("evaluated_at", T.TimestampType(), True),
     ]
 )
-_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class SparkAudiences:
@@ -94,14 +91,8 @@ class SparkAudiences:
         """Deliver each job's members (ecid plus ``attributes`` of the audience's source) to ``destination``;
         every job is checked before any is sent, and one already delivered there is skipped unless ``force``."""
         columns = [check_name(name, "attribute") for name in attributes]
-        for job_id in job_ids:
-            if not _HEX_ID.match(job_id):
-                raise PlatformError(f"not an audience job id: {job_id!r}")
-        evaluated = {job.id: (job, source, version) for job, source, version in map(self.ledger.succeeded_job, job_ids)}
-        chosen = jobs_to_deliver(
-            [job for job, _, _ in evaluated.values()], destination.name, self.ledger.deliveries(destination.name), force
-        )
-        return [self._deliver(*evaluated[job.id], destination, columns) for job in chosen]
+        chosen = self.ledger.jobs_to_send(job_ids, destination.name, force)
+        return [self._deliver(job, source, version, destination, columns) for job, source, version in chosen]
 
     def _deliver(
         self, job: AudienceJob, source: ProfileSource, version: int, destination: Destination, columns: list[str]
